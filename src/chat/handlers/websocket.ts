@@ -1,0 +1,117 @@
+/**
+ * The chat's connection handler (the lesson's handlers/websocket.go): HandleWebSocket, readPump and
+ * writePump, one async loop each, running concurrently like the Go goroutines.
+ *
+ *   handleWebSocket  the first message is the name (the exercise), then register with the Hub
+ *   readPump         reads the client's messages and hands them to the Hub; unregisters when done
+ *   writePump        drains the client's send channel to the socket, a whole batch per wake-up
+ */
+import { ChannelClosedError } from '../../channel';
+import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
+import { Client } from '../models/client';
+import type { Hub } from '../models/hub';
+import { chatMessage, encodeMessage, errorMessage, nameProblem, parseInput } from '../models/message';
+import { TokenBucket } from '../models/rate-limit';
+
+export interface ChatOptions {
+  /** Capacity of each client's send channel. */
+  readonly sendQueue: number;
+  /** Token bucket: messages per second and burst. */
+  readonly rateLimitPerSec: number;
+  readonly rateLimitBurst: number;
+  readonly log?: (line: string) => void;
+}
+
+/** Go: HandleWebSocket after the upgrade. Resolves when the client is gone. */
+export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, options: ChatOptions): Promise<void> {
+  const log = options.log ?? (() => {});
+  const client = new Client(conn, options.sendQueue);
+  const writing = writePump(client); // go writePump(client)
+
+  // Step 1 (the exercise): the first text message is the user name.
+  const first = await conn.read();
+  if (first === null) {
+    client.finish(CloseCode.Normal, '');
+  } else if (first.binary) {
+    log(`refused reason="binary name"`);
+    client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
+  } else {
+    const problem = nameProblem(first.data);
+    if (problem !== undefined) {
+      log(`refused name=${JSON.stringify(first.data)} reason=${JSON.stringify(problem)}`);
+      refuse(client, problem);
+    } else {
+      client.name = first.data;
+      try {
+        await hub.register.send(client);
+        await readPump(client, hub, options);
+      } catch (error) {
+        if (!(error instanceof ChannelClosedError)) throw error;
+        client.finish(CloseCode.GoingAway, 'server shutting down'); // the Hub has stopped
+      }
+    }
+  }
+
+  await writing;
+  const info = await conn.closed;
+  log(
+    `disconnect name=${JSON.stringify(client.name)} code=${info.code} reason=${JSON.stringify(info.reason)}` +
+      (info.sentCode !== undefined ? ` sent=${info.sentCode}` : ''),
+  );
+}
+
+/** A refused name: a System error saying why, then close 1008. */
+function refuse(client: Client, why: string): void {
+  client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage(why))));
+  client.finish(CloseCode.PolicyViolation, why);
+}
+
+/**
+ * Go: readPump. Reads until the connection ends, then unregisters (the Go `defer`).
+ * A flood is refused message by message; a client that keeps flooding past its burst is closed.
+ */
+export async function readPump(client: Client, hub: Hub, options: ChatOptions): Promise<void> {
+  const bucket = new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, Date.now());
+  let refusedInARow = 0;
+  try {
+    for (let m = await client.conn.read(); m !== null; m = await client.conn.read()) {
+      if (m.binary) {
+        // The chat speaks JSON text; §7.4.1: 1003 is for data a endpoint cannot accept.
+        client.drop(CloseCode.UnsupportedData, 'binary messages are not supported');
+        break;
+      }
+      if (!bucket.take(Date.now())) {
+        if (++refusedInARow > options.rateLimitBurst) {
+          client.drop(CloseCode.PolicyViolation, 'rate limit exceeded');
+          break;
+        }
+        client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('rate limit exceeded: slow down'))));
+        continue;
+      }
+      refusedInARow = 0;
+      if (m.data.length === 0) {
+        client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('empty messages are not sent'))));
+        continue;
+      }
+      const input = parseInput(m.data);
+      if (input.kind === 'private') await hub.direct.send({ from: client, to: input.to, text: input.text });
+      else await hub.broadcast.send(chatMessage(client.name, input.text));
+    }
+  } finally {
+    await hub.unregister.send(client); // the Hub finishes the client and tells the others
+  }
+}
+
+/**
+ * Go: writePump. Takes everything queued in one wake-up and writes it as one corked batch; waits
+ * for the socket to drain when it pushes back. Ends when the Hub closes `send`, then closes the
+ * connection with the reason the server ended the client for (1000 if none).
+ */
+export async function writePump(client: Client): Promise<void> {
+  const { conn, send } = client;
+  for (let frames = await send.receiveMany(); frames.length > 0; frames = await send.receiveMany()) {
+    if (conn.readyState !== 'open') continue; // keep draining until the Hub lets go of us
+    if (!conn.sendFrames(frames)) await conn.drained();
+  }
+  conn.close(client.closeCode ?? CloseCode.Normal, client.closeReason);
+}

@@ -1,0 +1,47 @@
+/**
+ * Client: one chatter (the lesson's models.Client): its WebSocket connection, its name, and the
+ * bounded `send` channel the Hub fills and the client's writePump drains.
+ */
+import { Channel } from '../../channel';
+import type { PreparedFrame, WebSocketConnection } from '../../websocket';
+
+export class Client {
+  /** The lesson's Name; empty until the first message has chosen it. */
+  name = '';
+  /** When the WebSocket connection was accepted. */
+  readonly connectedAt = new Date();
+  /** The lesson's Send chan: bounded, so a slow reader costs at most `capacity` queued frames. */
+  readonly send: Channel<PreparedFrame>;
+  /** Why the server ended this client, when it did; the writePump closes the connection with it. */
+  closeCode: number | undefined;
+  closeReason = '';
+
+  constructor(
+    /** The lesson's Conn. */
+    readonly conn: WebSocketConnection,
+    sendQueue: number,
+  ) {
+    this.send = new Channel<PreparedFrame>(sendQueue);
+  }
+
+  /**
+   * Ends the client after what is queued (Go: close(client.Send)): the writePump writes the frames
+   * already in `send` (a refusal's error message, say), then closes the connection with `code`.
+   */
+  finish(code: number, reason: string): void {
+    if (this.send.closed) return;
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.send.close();
+  }
+
+  /**
+   * Drops the client now: its writePump may be stuck waiting for a socket the peer no longer reads,
+   * so closing the channel alone would never reach it. The close frame goes out behind what is
+   * already buffered; the connection is destroyed if the peer does not answer in time.
+   */
+  drop(code: number, reason: string): void {
+    this.finish(code, reason);
+    this.conn.close(code, reason);
+  }
+}

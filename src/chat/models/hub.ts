@@ -1,0 +1,206 @@
+/**
+ * Hub: the lesson's models.Hub. It owns the set of clients and is the only code that touches it:
+ * everything else talks to it through its channels, and `run()` is the Go goroutine's `for { select }`.
+ * So there is no lock (the lesson's mutex guards the same map from several goroutines; here one loop
+ * owns it, which is what the channels buy in Go too).
+ *
+ * Fan-out is the hot path: a message is encoded to one frame once, and the same frame goes into every
+ * client's bounded `send` channel with trySend (Go's `select { case client.Send <- m: default: }`).
+ * A client whose channel is full is dropped with 1008 and its leave notice goes out at once: a slow
+ * reader never slows the others.
+ *
+ * Scale-out seam: `deliver()` is the one place where a message reaches local clients. A broker bridge
+ * (Redis pub/sub) would publish what arrives on `broadcast`/`direct` and call `deliver()` for what the
+ * broker hands back; nothing else would change.
+ */
+import { Channel, select } from '../../channel';
+import { CloseCode, PreparedFrame } from '../../websocket';
+import { Client } from './client';
+import {
+  encodeMessage,
+  errorMessage,
+  joinNotice,
+  leaveNotice,
+  privateMessage,
+  type ChatMessage,
+} from './message';
+
+/** A private message on its way (the homework): from a client, to a name. */
+export interface DirectMessage {
+  readonly from: Client;
+  readonly to: string;
+  readonly text: string;
+}
+
+/** One row of the roster that GET /clients shows. */
+export interface ClientInfo {
+  readonly name: string;
+  readonly connectedAt: string;
+}
+
+export interface HubEvents {
+  /** A client could not join (name taken) or was dropped (too slow). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Readers hand messages to the Hub through this much buffer, so a burst from many readers does not
+ * make each one wait for the Hub's next turn; beyond it they wait (backpressure, never unbounded).
+ */
+const BROADCAST_BUFFER = 1024;
+/** Broadcasts fanned out per select turn, so register/unregister/roster requests are never starved. */
+const BROADCAST_BATCH = 64;
+
+export class Hub {
+  /** Go: Register chan *Client. Joins are decided here: a name must be unique. */
+  readonly register = new Channel<Client>();
+  /** Go: Unregister chan *Client. */
+  readonly unregister = new Channel<Client>();
+  /** Go: Broadcast chan []byte; carries messages, encoded once on the way out. */
+  readonly broadcast = new Channel<ChatMessage>(BROADCAST_BUFFER);
+  /** The homework's private messages. */
+  readonly direct = new Channel<DirectMessage>();
+  /** The homework's "who is online": send a reply channel, get the roster back on it. */
+  readonly roster = new Channel<Channel<ClientInfo[]>>();
+  /** Shutdown: every client is closed with this code and reason, then run() returns. */
+  readonly quit = new Channel<{ code: number; reason: string }>(1);
+
+  /** Go: Clients map[*Client]bool. A Set keeps join order, which /clients reports. */
+  private readonly clients = new Set<Client>();
+  private readonly byName = new Map<string, Client>();
+  private readonly log: (line: string) => void;
+
+  constructor(events: HubEvents = {}) {
+    this.log = events.log ?? (() => {});
+  }
+
+  /** Go: func (h *Hub) Run(). Returns after a quit request, with every client closed. */
+  async run(): Promise<void> {
+    for (;;) {
+      const r = await select({
+        register: this.register,
+        unregister: this.unregister,
+        broadcast: this.broadcast,
+        direct: this.direct,
+        roster: this.roster,
+        quit: this.quit,
+      });
+      switch (r.case) {
+        case 'register':
+          this.onRegister(r.value!);
+          break;
+        case 'unregister':
+          this.onUnregister(r.value!);
+          break;
+        case 'broadcast': {
+          this.deliver(r.value!);
+          // Take what else is already queued in the same turn (bounded, so the other cases get theirs).
+          for (let i = 1; i < BROADCAST_BATCH; i++) {
+            const next = this.broadcast.tryReceive();
+            if (!next.ready || !next.ok) break;
+            this.deliver(next.value!);
+          }
+          break;
+        }
+        case 'direct':
+          this.onDirect(r.value!);
+          break;
+        case 'roster':
+          r.value!.trySend(this.list());
+          break;
+        case 'quit':
+          this.shutdown(r.value!.code, r.value!.reason);
+          return;
+      }
+    }
+  }
+
+  /**
+   * Sends a message to the local clients it is for: everyone, or the addressee of a private one.
+   * Encoded once: every socket gets the same bytes.
+   */
+  deliver(message: ChatMessage): void {
+    const frame = PreparedFrame.text(encodeMessage(message));
+    if (message.type === 'private') {
+      const to = this.byName.get(message.to!);
+      if (to !== undefined && !to.send.trySend(frame)) this.dropSlow(to);
+      return;
+    }
+    let slow: Client[] | undefined;
+    for (const client of this.clients) {
+      if (!client.send.trySend(frame)) (slow ??= []).push(client);
+    }
+    if (slow !== undefined) for (const client of slow) this.dropSlow(client);
+  }
+
+  private onRegister(client: Client): void {
+    if (this.byName.has(client.name)) {
+      this.log(`refused name=${JSON.stringify(client.name)} reason="name taken"`);
+      this.tell(client, errorMessage(`the name ${client.name} is taken: choose another`));
+      client.finish(CloseCode.PolicyViolation, 'name taken');
+      return;
+    }
+    this.clients.add(client);
+    this.byName.set(client.name, client);
+    this.deliver(joinNotice(client.name));
+  }
+
+  private onUnregister(client: Client): void {
+    if (!this.remove(client)) return;
+    client.finish(CloseCode.Normal, '');
+    this.deliver(leaveNotice(client.name));
+  }
+
+  private onDirect(m: DirectMessage): void {
+    if (!this.byName.has(m.to)) {
+      this.tell(m.from, errorMessage(`${m.to} is not online`));
+      return;
+    }
+    this.deliver(privateMessage(m.from.name, m.to, m.text));
+  }
+
+  /** A message for one client only (errors): a full queue drops that client like any other. */
+  private tell(client: Client, message: ChatMessage): void {
+    if (client.send.closed) return;
+    if (!client.send.trySend(PreparedFrame.text(encodeMessage(message)))) this.dropSlow(client);
+  }
+
+  /** The lesson's rule: a client that cannot keep up is dropped, not waited for. */
+  private dropSlow(client: Client): void {
+    const registered = this.remove(client);
+    this.log(`dropped name=${JSON.stringify(client.name)} reason="send queue full"`);
+    client.drop(CloseCode.PolicyViolation, 'too slow: send queue full');
+    if (registered) this.deliver(leaveNotice(client.name));
+  }
+
+  private remove(client: Client): boolean {
+    if (!this.clients.delete(client)) return false;
+    if (this.byName.get(client.name) === client) this.byName.delete(client.name);
+    return true;
+  }
+
+  private list(): ClientInfo[] {
+    const rows: ClientInfo[] = [];
+    for (const c of this.clients) rows.push({ name: c.name, connectedAt: c.connectedAt.toISOString() });
+    return rows;
+  }
+
+  private shutdown(code: number, reason: string): void {
+    for (const client of this.clients) client.drop(code, reason);
+    this.clients.clear();
+    this.byName.clear();
+    // Anyone still trying to reach the Hub learns it is gone instead of waiting forever.
+    this.register.close();
+    this.unregister.close();
+    this.broadcast.close();
+    this.direct.close();
+    this.roster.close();
+  }
+}
+
+/** Asks the Hub for the roster through its channel (never by reading its state). */
+export async function whoIsOnline(hub: Hub): Promise<ClientInfo[]> {
+  const reply = new Channel<ClientInfo[]>(1);
+  await hub.roster.send(reply);
+  return (await reply.receive()) ?? [];
+}

@@ -1,0 +1,115 @@
+/**
+ * Configuration: environment variables -> a validated, frozen Config.
+ * Every variable is documented in the README with its default. A bad value is a ConfigError that
+ * names the variable; the entry point prints it and exits with code 2.
+ */
+
+export interface Config {
+  /** TCP port to listen on (0 picks a free one). */
+  readonly port: number;
+  /** Interface to bind; empty means all interfaces. */
+  readonly host: string;
+  /** Largest WebSocket message accepted, in bytes; larger ones close with 1009. */
+  readonly maxMessageBytes: number;
+  /** Capacity of each client's send channel (the lesson's make(chan []byte, 256)). */
+  readonly sendQueue: number;
+  /** Extra origins allowed to open /ws besides same-origin and no-Origin requests; '*' allows all. */
+  readonly allowedOrigins: readonly string[] | '*';
+  /** Heartbeat: ping period (gorilla's pingPeriod). */
+  readonly pingIntervalMs: number;
+  /** Heartbeat: drop a peer that has not answered for this long (gorilla's pongWait). */
+  readonly pongTimeoutMs: number;
+  /** Chat messages a client may send per second, on average (token bucket refill rate). */
+  readonly rateLimitPerSec: number;
+  /** Chat messages a client may send in a burst (token bucket size). */
+  readonly rateLimitBurst: number;
+  /** Concurrent WebSocket connections; more get 503 before the upgrade. */
+  readonly maxConnections: number;
+  /** Unsent bytes queued on one socket before that client is dropped as too slow. */
+  readonly maxBufferedBytes: number;
+  /** Time a client has to send its full HTTP request head (slowloris guard). */
+  readonly handshakeTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULTS: Config = Object.freeze({
+  port: 8080,
+  host: '',
+  maxMessageBytes: 4096,
+  sendQueue: 256,
+  allowedOrigins: Object.freeze([]) as readonly string[],
+  pingIntervalMs: 54_000,
+  pongTimeoutMs: 60_000,
+  rateLimitPerSec: 10,
+  rateLimitBurst: 20,
+  maxConnections: 10_000,
+  maxBufferedBytes: 1024 * 1024,
+  handshakeTimeoutMs: 10_000,
+});
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const text = raw.trim();
+  if (!/^\d+$/.test(text)) throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  const value = Number(text);
+  if (value < min || value > max) throw new ConfigError(name, `must be from ${min} to ${max}, got ${value}`);
+  return value;
+}
+
+function origins(env: Env, name: string): readonly string[] | '*' {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return DEFAULTS.allowedOrigins;
+  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (list.includes('*')) return '*';
+  for (const origin of list) {
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com`);
+    }
+    // An origin is scheme://host[:port], nothing more (RFC 6454).
+    if (url.origin !== origin.replace(/\/$/, '') || url.origin === 'null') {
+      throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com (no path)`);
+    }
+  }
+  return Object.freeze(list.map((o) => new URL(o).origin));
+}
+
+/** Reads the environment. Throws ConfigError naming the first bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const pingIntervalMs = integer(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs, 10, 86_400_000);
+  const pongTimeoutMs = integer(env, 'PONG_TIMEOUT_MS', DEFAULTS.pongTimeoutMs, 10, 86_400_000);
+  if (pongTimeoutMs <= pingIntervalMs && env.PONG_TIMEOUT_MS !== undefined) {
+    throw new ConfigError('PONG_TIMEOUT_MS', `must be greater than PING_INTERVAL_MS (${pingIntervalMs}), got ${pongTimeoutMs}`);
+  }
+  if (pongTimeoutMs <= pingIntervalMs) {
+    throw new ConfigError('PING_INTERVAL_MS', `must be less than PONG_TIMEOUT_MS (${pongTimeoutMs}), got ${pingIntervalMs}`);
+  }
+  const host = (env.HOST ?? DEFAULTS.host).trim();
+  if (/\s|\//.test(host)) throw new ConfigError('HOST', `expected a host name or IP address, got ${JSON.stringify(env.HOST)}`);
+  return Object.freeze({
+    port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
+    host,
+    // 125 bytes is the smallest sensible limit (a control frame's size); 1 GiB the largest we buffer.
+    maxMessageBytes: integer(env, 'MAX_MESSAGE_BYTES', DEFAULTS.maxMessageBytes, 125, 1024 * 1024 * 1024),
+    sendQueue: integer(env, 'SEND_QUEUE', DEFAULTS.sendQueue, 1, 1_000_000),
+    allowedOrigins: origins(env, 'ALLOWED_ORIGINS'),
+    pingIntervalMs,
+    pongTimeoutMs,
+    rateLimitPerSec: integer(env, 'RATE_LIMIT_PER_SEC', DEFAULTS.rateLimitPerSec, 1, 1_000_000),
+    rateLimitBurst: integer(env, 'RATE_LIMIT_BURST', DEFAULTS.rateLimitBurst, 1, 1_000_000),
+    maxConnections: integer(env, 'MAX_CONNECTIONS', DEFAULTS.maxConnections, 1, 1_000_000),
+    maxBufferedBytes: integer(env, 'MAX_BUFFERED_BYTES', DEFAULTS.maxBufferedBytes, 1024, 1024 * 1024 * 1024),
+    handshakeTimeoutMs: integer(env, 'HANDSHAKE_TIMEOUT_MS', DEFAULTS.handshakeTimeoutMs, 100, 600_000),
+  });
+}

@@ -1,0 +1,361 @@
+/**
+ * One WebSocket connection over a TCP socket, for either role (RFC 6455).
+ *
+ * Reading mirrors gorilla's ReadMessage: `read()` (or `for await`) yields whole messages. Control
+ * frames are handled here: pings are answered (§5.5.2), a close is echoed (§5.5.1), and protocol
+ * errors fail the connection with the parser's close code (§7.1.7). A small inbound queue pauses the
+ * socket when the reader falls behind, so a fast sender cannot make us buffer without bound.
+ *
+ * Writing is synchronous and reports backpressure: `send*()` returns false once the socket's buffer
+ * is above its high-water mark, and `drained()` says when to go on. Above `maxBufferedBytes` of
+ * unsent data the peer is too slow to keep: the connection is closed with 1008 and dropped.
+ *
+ * A heartbeat (gorilla's pingPeriod/pongWait) pings the peer and drops it when no pong arrived within
+ * `pongTimeoutMs`, which finds peers that vanished without a FIN.
+ */
+import type { Socket } from 'node:net';
+import { CloseCode } from './close-codes';
+import { FrameParser, type FrameHandler } from './frame-parser';
+import { closePayload, encodeFrame, type PreparedFrame } from './frame-writer';
+import { Opcode } from './opcodes';
+
+export type Role = 'server' | 'client';
+
+export interface ConnectionOptions {
+  role: Role;
+  /** Largest inbound message (§10.4). */
+  maxMessageBytes: number;
+  /** Ping period; 0 turns the heartbeat off. */
+  pingIntervalMs?: number;
+  /** Drop the peer when nothing answered our pings for this long. */
+  pongTimeoutMs?: number;
+  /** After sending a close frame, wait this long for the peer's before destroying the socket. */
+  closeTimeoutMs?: number;
+  /** Unsent outbound bytes above which the peer is too slow to keep. */
+  maxBufferedBytes?: number;
+  /** Messages read from the socket but not yet taken by read(); above it the socket is paused. */
+  readQueueSize?: number;
+}
+
+export type Message = { readonly binary: false; readonly data: string } | { readonly binary: true; readonly data: Buffer };
+
+/** §7.1.5/§7.1.6: the close code the peer sent, 1005 for an empty close, 1006 if none came. */
+export interface CloseInfo {
+  readonly code: number;
+  /** The peer's reason; without a close frame from the peer, why we dropped the connection. */
+  readonly reason: string;
+  /** Both sides exchanged close frames (§7.1.5's "cleanly"). */
+  readonly wasClean: boolean;
+  /** The code we sent, if we sent a close frame. */
+  readonly sentCode: number | undefined;
+}
+
+export type ReadyState = 'open' | 'closing' | 'closed';
+
+/** Five seconds is ample for a close echo on a live link; a dead one must not hold the socket. */
+const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
+/** Messages the reader may fall behind by before we stop reading the socket. */
+const DEFAULT_READ_QUEUE = 16;
+/** 1 MiB of unsent data is ~250 full-size chat messages: a peer that far behind is not reading. */
+const DEFAULT_MAX_BUFFERED = 1024 * 1024;
+
+export class WebSocketConnection implements FrameHandler {
+  readonly role: Role;
+  /** Resolves once the TCP connection is gone. Never rejects. */
+  readonly closed: Promise<CloseInfo>;
+
+  private readonly socket: Socket;
+  private readonly parser: FrameParser;
+  private readonly masked: boolean;
+  private readonly closeTimeoutMs: number;
+  private readonly maxBufferedBytes: number;
+  private readonly readQueueSize: number;
+
+  private state: ReadyState = 'open';
+  private sentCode: number | undefined;
+  private receivedClose = false;
+  private closeCode: number = CloseCode.Abnormal;
+  private closeReason = '';
+  private resolveClosed!: (info: CloseInfo) => void;
+
+  private readonly inbox: Message[] = [];
+  private reader: ((message: Message | null) => void) | null = null;
+  private paused = false;
+
+  private closeTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly pingIntervalMs: number;
+  private readonly pongTimeoutMs: number;
+  private lastSeen = 0;
+  private nextPingAt = 0;
+
+  constructor(socket: Socket, options: ConnectionOptions, head?: Buffer) {
+    this.socket = socket;
+    this.role = options.role;
+    this.masked = options.role === 'client'; // §5.1: clients mask, servers do not
+    this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED;
+    this.readQueueSize = options.readQueueSize ?? DEFAULT_READ_QUEUE;
+    this.pingIntervalMs = options.pingIntervalMs ?? 0;
+    this.pongTimeoutMs = options.pongTimeoutMs ?? 0;
+    this.parser = new FrameParser(
+      { maxMessageBytes: options.maxMessageBytes, expectMasked: options.role === 'server' },
+      this,
+    );
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+
+    socket.setNoDelay(true); // chat messages are small and latency matters more than packet count
+    socket.setTimeout(0);
+    socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
+    socket.on('error', () => {}); // 'close' follows every error; the cause is not the peer's business
+    socket.on('end', () => this.onSocketEnd());
+    socket.on('close', () => this.onSocketClose());
+    if (head && head.length > 0) this.parser.push(head);
+    if (this.pingIntervalMs > 0 && this.pongTimeoutMs > 0) this.startHeartbeat();
+  }
+
+  get readyState(): ReadyState {
+    return this.state;
+  }
+
+  /** Bytes written but not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.socket.writableLength;
+  }
+
+  // ---- reading ----
+
+  /** The next message, or null once the connection is closing or closed (gorilla's ReadMessage). */
+  read(): Promise<Message | null> {
+    const message = this.inbox.shift();
+    if (message !== undefined) {
+      if (this.paused && this.inbox.length < this.readQueueSize) {
+        this.paused = false;
+        this.socket.resume();
+      }
+      return Promise.resolve(message);
+    }
+    if (this.state !== 'open' || this.receivedClose) return Promise.resolve(null);
+    return new Promise((resolve) => (this.reader = resolve));
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for (let m = await this.read(); m !== null; m = await this.read()) yield m;
+  }
+
+  // ---- writing ----
+
+  /** Sends one text (string) or binary message. Returns false when the caller should await drained(). */
+  send(data: string | Uint8Array, binary = typeof data !== 'string'): boolean {
+    if (this.state !== 'open') return false;
+    return this.write(encodeFrame(binary ? Opcode.Binary : Opcode.Text, data, this.masked));
+  }
+
+  /** Writes a frame encoded once for many sockets (server role: §5.1 server frames are unmasked). */
+  sendFrame(frame: PreparedFrame): boolean {
+    if (this.state !== 'open') return false;
+    return this.write(frame.bytes);
+  }
+
+  /** Writes frames[0..count) as one corked batch: one syscall for everything a wake-up found queued. */
+  sendFrames(frames: readonly PreparedFrame[], count = frames.length): boolean {
+    if (this.state !== 'open' || count === 0) return false;
+    if (count === 1) return this.write(frames[0]!.bytes);
+    const socket = this.socket;
+    socket.cork();
+    for (let i = 0; i < count - 1; i++) socket.write(frames[i]!.bytes);
+    socket.uncork();
+    return this.write(frames[count - 1]!.bytes);
+  }
+
+  /** Resolves when the socket has room again (or the connection is gone). */
+  drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  ping(payload: Uint8Array | string = ''): void {
+    if (this.state === 'open') this.writeControl(Opcode.Ping, typeof payload === 'string' ? Buffer.from(payload) : payload);
+  }
+
+  /**
+   * Starts the closing handshake (§7.1.2): send a close frame, then wait for the peer's close
+   * (§7.1.3) for at most closeTimeoutMs before dropping the TCP connection.
+   */
+  close(code: number = CloseCode.Normal, reason = ''): void {
+    if (this.state !== 'open') return;
+    this.sendClose(code, reason);
+    this.armCloseTimer();
+  }
+
+  /** Drops the TCP connection at once, without a closing handshake. */
+  terminate(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closing';
+    this.socket.destroy();
+  }
+
+  // ---- FrameHandler: called by the parser ----
+
+  onMessage(binary: boolean, data: Buffer): void {
+    this.lastSeen = this.heartbeat ? Date.now() : 0;
+    if (this.state !== 'open') return; // §7.1.4: after our close, data is discarded
+    const message: Message = binary ? { binary: true, data } : { binary: false, data: data.toString('utf8') };
+    if (this.reader !== null) {
+      const reader = this.reader;
+      this.reader = null;
+      reader(message);
+      return;
+    }
+    this.inbox.push(message);
+    if (this.inbox.length >= this.readQueueSize && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  onPing(payload: Buffer): void {
+    this.lastSeen = this.heartbeat ? Date.now() : 0;
+    // §5.5.2: a pong carries the ping's payload; none is owed once we sent a close.
+    if (this.state === 'open') this.writeControl(Opcode.Pong, payload);
+  }
+
+  onPong(): void {
+    // §5.5.3: an unsolicited pong is allowed and needs no answer; any pong proves the peer is alive.
+    this.lastSeen = this.heartbeat ? Date.now() : 0;
+  }
+
+  onClose(code: number, reason: string): void {
+    this.receivedClose = true;
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.wakeReader();
+    if (this.sentCode === undefined) {
+      // §5.5.1: answer with a close frame, echoing the status code; 1005 means none was sent.
+      this.sendClose(code === CloseCode.NoStatus ? undefined : code, '');
+    }
+    if (this.role === 'server') {
+      // §7.1.1: the server closes the TCP connection first.
+      this.socket.end();
+      this.armCloseTimer();
+    } else {
+      // §7.1.1: the client waits for the server to close TCP, but not forever.
+      this.armCloseTimer();
+    }
+  }
+
+  onProtocolError(code: number, reason: string): void {
+    // §7.1.7 "Fail the WebSocket Connection": send a close frame with the code, then close TCP.
+    this.closeReason = reason;
+    if (this.sentCode === undefined) this.sendClose(code, reason);
+    this.wakeReader();
+    this.socket.end();
+    this.armCloseTimer();
+  }
+
+  // ---- internals ----
+
+  private write(bytes: Buffer): boolean {
+    const ok = this.socket.write(bytes);
+    if (!ok && this.socket.writableLength > this.maxBufferedBytes) this.dropSlowPeer();
+    return ok;
+  }
+
+  private writeControl(opcode: number, payload: Uint8Array): void {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.write(encodeFrame(opcode, payload, this.masked));
+  }
+
+  private sendClose(code: number | undefined, reason: string): void {
+    this.state = 'closing';
+    this.sentCode = code ?? CloseCode.NoStatus;
+    this.wakeReader();
+    // Keep reading so the peer's close reaches us even if nobody takes messages any more.
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
+  }
+
+  private dropSlowPeer(): void {
+    if (this.state === 'closed') return;
+    // The close frame joins a queue the peer is not reading: say why, but do not wait for an answer.
+    this.closeReason = 'too slow: outbound buffer full';
+    if (this.sentCode === undefined) this.sendClose(CloseCode.PolicyViolation, this.closeReason);
+    this.socket.destroy();
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer !== null || this.state === 'closed') return;
+    this.closeTimer = setTimeout(() => this.socket.destroy(), this.closeTimeoutMs);
+    this.closeTimer.unref();
+  }
+
+  private onSocketEnd(): void {
+    // The peer half-closed. A server that sent its close is done; otherwise end our side too (§7.1.1).
+    if (!this.socket.writableEnded) this.socket.end();
+    this.armCloseTimer();
+  }
+
+  private onSocketClose(): void {
+    this.state = 'closed';
+    this.parser.stop();
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    if (this.heartbeat !== null) clearTimeout(this.heartbeat);
+    this.closeTimer = this.heartbeat = null;
+    this.wakeReader();
+    this.resolveClosed({
+      code: this.receivedClose ? this.closeCode : CloseCode.Abnormal,
+      reason: this.closeReason,
+      wasClean: this.receivedClose && this.sentCode !== undefined,
+      sentCode: this.sentCode,
+    });
+  }
+
+  /** A pending read() learns that no more messages will come (it still drains the inbox first). */
+  private wakeReader(): void {
+    if (this.reader !== null && this.inbox.length === 0) {
+      const reader = this.reader;
+      this.reader = null;
+      reader(null);
+    }
+  }
+
+  // gorilla's chat: ping every pingPeriod, give up when no pong within pongWait. One timer per
+  // connection, re-armed lazily: a pong only stamps lastSeen, it does not touch the timer.
+  private startHeartbeat(): void {
+    const now = Date.now();
+    this.lastSeen = now;
+    this.nextPingAt = now + this.pingIntervalMs;
+    this.heartbeat = setTimeout(() => this.onHeartbeat(), Math.min(this.pingIntervalMs, this.pongTimeoutMs));
+    this.heartbeat.unref();
+  }
+
+  private onHeartbeat(): void {
+    if (this.state === 'closed') return;
+    const now = Date.now();
+    const deadline = this.lastSeen + this.pongTimeoutMs;
+    if (now >= deadline) {
+      // The peer is gone or hopelessly stuck: no closing handshake can succeed, so drop it.
+      this.closeReason = 'pong timeout';
+      this.terminate();
+      return;
+    }
+    if (now >= this.nextPingAt) {
+      this.ping();
+      this.nextPingAt = now + this.pingIntervalMs;
+    }
+    this.heartbeat = setTimeout(() => this.onHeartbeat(), Math.max(1, Math.min(this.nextPingAt, deadline) - now));
+    this.heartbeat.unref();
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * The opening handshake, server side (RFC 6455 §4.2) and the pieces the client side shares (§4.1).
+ *
+ * `checkUpgradeRequest` decides; the callers answer. A refusal is a real HTTP response with the status
+ * §4.2.1/§4.2.2 call for, then the socket is closed.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+/** How long a refused peer gets to read our answer before its socket is destroyed. */
+const REJECT_LINGER_MS = 5_000;
+
+/** §1.3: the GUID appended to the key before hashing. */
+export const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+
+/** §4.2.2: Sec-WebSocket-Accept = base64(SHA-1(key + GUID)). */
+export function acceptKey(key: string): string {
+  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+}
+
+/** Does a comma-separated header (§4.2.1 allows lists, tokens are case-insensitive) contain `token`? */
+export function hasToken(value: string | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (const part of value.split(',')) {
+    if (part.trim().toLowerCase() === token) return true;
+  }
+  return false;
+}
+
+/** §4.1: the key is base64 of 16 bytes: 22 base64 characters and "==". */
+const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+export type UpgradeVerdict =
+  | { readonly ok: true; readonly key: string }
+  | { readonly ok: false; readonly status: number; readonly message: string; readonly headers?: Readonly<Record<string, string>> };
+
+/** Raw header values by lower-case name, so duplicates are visible (Node joins some of them). */
+function headerValues(req: IncomingMessage, name: string): string[] {
+  const values: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === name) values.push(raw[i + 1]!);
+  }
+  return values;
+}
+
+/** Checks a request against §4.2.1, in the order the rules are listed. */
+export function checkUpgradeRequest(req: IncomingMessage): UpgradeVerdict {
+  // §4.2.1 (1): "An HTTP/1.1 or higher GET request".
+  if (req.method !== 'GET') {
+    return { ok: false, status: 405, message: 'a WebSocket handshake must be a GET request', headers: { Allow: 'GET' } };
+  }
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
+    return { ok: false, status: 400, message: 'a WebSocket handshake needs HTTP/1.1' };
+  }
+  // A GET upgrade carries no body; a length or chunked body here is a request-smuggling shape.
+  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) {
+    return { ok: false, status: 400, message: 'a WebSocket handshake must not have a body' };
+  }
+  // §4.2.1 (2): a Host header.
+  if (headerValues(req, 'host').length !== 1) {
+    return { ok: false, status: 400, message: 'exactly one Host header is required' };
+  }
+  // §4.2.1 (3), (4): Upgrade contains "websocket", Connection contains "Upgrade", case-insensitive.
+  if (!hasToken(req.headers.upgrade, 'websocket')) {
+    return { ok: false, status: 400, message: 'the Upgrade header must contain "websocket"' };
+  }
+  if (!hasToken(req.headers.connection, 'upgrade')) {
+    return { ok: false, status: 400, message: 'the Connection header must contain "Upgrade"' };
+  }
+  // §4.2.1 (6), §4.4: only version 13; otherwise say which versions we speak.
+  const versions = headerValues(req, 'sec-websocket-version');
+  if (versions.length !== 1 || versions[0]!.trim() !== '13') {
+    return {
+      ok: false,
+      status: 426,
+      message: 'unsupported WebSocket version: this server speaks version 13',
+      headers: { 'Sec-WebSocket-Version': '13' },
+    };
+  }
+  // §4.2.1 (5): one key, base64 of exactly 16 bytes.
+  const keys = headerValues(req, 'sec-websocket-key');
+  if (keys.length !== 1) {
+    return { ok: false, status: 400, message: 'exactly one Sec-WebSocket-Key header is required' };
+  }
+  const key = keys[0]!.trim();
+  if (!KEY_PATTERN.test(key)) {
+    return { ok: false, status: 400, message: 'Sec-WebSocket-Key must be base64 of 16 bytes' };
+  }
+  return { ok: true, key };
+}
+
+/** The 101 response (§4.2.2). No subprotocol and no extension are negotiated. */
+export function handshakeResponse(key: string): string {
+  return (
+    'HTTP/1.1 101 Switching Protocols\r\n' +
+    'Upgrade: websocket\r\n' +
+    'Connection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
+    '\r\n'
+  );
+}
+
+/**
+ * Answers a refused upgrade on the raw socket with a complete HTTP response, then closes it.
+ * The body is plain text so a person with curl sees why.
+ */
+export function rejectUpgrade(
+  socket: Duplex,
+  status: number,
+  message: string,
+  headers: Readonly<Record<string, string>> = {},
+): void {
+  if (socket.destroyed) return;
+  const body = message + '\n';
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n`;
+  for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;
+  head +=
+    'Content-Type: text/plain; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n' +
+    '\r\n';
+  socket.on('error', () => {});
+  socket.end(head + body);
+  // end() waits for the peer to read; a peer that never reads must not keep the socket.
+  const timer = setTimeout(() => socket.destroy(), REJECT_LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}

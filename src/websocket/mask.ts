@@ -1,0 +1,36 @@
+/**
+ * RFC 6455 §5.3 masking: octet i of the payload is XORed with octet (i mod 4) of the masking key.
+ * The same operation masks and unmasks. Done in place, four bytes at a time where the buffer is
+ * aligned, because this loop touches every byte a client sends.
+ */
+import { endianness } from 'node:os';
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+/** Below this many bytes the word loop's setup costs more than it saves. */
+const WORD_LOOP_MIN = 32;
+
+/**
+ * XORs buf[start, end) with `key`, where buf[start] is payload byte number `phase` (mod 4).
+ * `phase` lets a frame's payload be unmasked piece by piece as socket chunks arrive.
+ */
+export function applyMask(buf: Uint8Array, start: number, end: number, key: Uint8Array, phase: number): void {
+  let i = start;
+  let p = phase & 3;
+  if (end - start >= WORD_LOOP_MIN && LITTLE_ENDIAN) {
+    // Byte loop up to a 4-byte aligned address, then whole 32-bit words.
+    while (((buf.byteOffset + i) & 3) !== 0) {
+      buf[i++] ^= key[p]!;
+      p = (p + 1) & 3;
+    }
+    const words = (end - i) >>> 2;
+    const word =
+      (key[p]! | (key[(p + 1) & 3]! << 8) | (key[(p + 2) & 3]! << 16) | (key[(p + 3) & 3]! << 24)) >>> 0;
+    const view = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] ^= word;
+    i += words << 2; // a whole number of words keeps the phase unchanged
+  }
+  while (i < end) {
+    buf[i++] ^= key[p]!;
+    p = (p + 1) & 3;
+  }
+}

@@ -1,0 +1,32 @@
+/**
+ * Server side of the opening handshake (RFC 6455 §4.2) on a `node:http` 'upgrade' event:
+ * validate, apply the Origin policy, answer 101, and hand the socket to a WebSocketConnection.
+ * Routing (which path is a WebSocket endpoint) belongs to the HTTP layer, not here.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketConnection, type ConnectionOptions } from './connection';
+import { checkUpgradeRequest, handshakeResponse, rejectUpgrade } from './handshake';
+
+export interface UpgradeOptions extends Omit<ConnectionOptions, 'role'> {
+  /** §10.2: browsers send Origin; the server decides whom to serve. Return false for 403. */
+  checkOrigin?: (origin: string | undefined, req: IncomingMessage) => boolean;
+}
+
+/** Completes the handshake, or answers the refusal and returns null. */
+export function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options: UpgradeOptions): WebSocketConnection | null {
+  const verdict = checkUpgradeRequest(req);
+  if (!verdict.ok) {
+    rejectUpgrade(socket, verdict.status, verdict.message, verdict.headers);
+    return null;
+  }
+  // §4.2.2: a server that does not accept the Origin answers 403.
+  if (options.checkOrigin && !options.checkOrigin(req.headers.origin, req)) {
+    rejectUpgrade(socket, 403, 'origin not allowed');
+    return null;
+  }
+  if (socket.destroyed) return null;
+  socket.write(handshakeResponse(verdict.key));
+  return new WebSocketConnection(socket as Socket, { ...options, role: 'server' }, head);
+}
