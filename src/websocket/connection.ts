@@ -74,6 +74,8 @@ export class WebSocketConnection implements FrameHandler {
   private state: ReadyState = 'open';
   private sentCode: number | undefined;
   private receivedClose = false;
+  /** Set when the peer broke the protocol: the close code we fail the connection with. */
+  private failCode: number | undefined;
   private closeCode: number = CloseCode.Abnormal;
   private closeReason = '';
   private resolveClosed!: (info: CloseInfo) => void;
@@ -135,7 +137,7 @@ export class WebSocketConnection implements FrameHandler {
       }
       return Promise.resolve(message);
     }
-    if (this.state !== 'open' || this.receivedClose) return Promise.resolve(null);
+    if (this.state !== 'open' || this.receivedClose || this.failCode !== undefined) return Promise.resolve(null);
     return new Promise((resolve) => (this.reader = resolve));
   }
 
@@ -192,6 +194,9 @@ export class WebSocketConnection implements FrameHandler {
    */
   close(code: number = CloseCode.Normal, reason = ''): void {
     if (this.state !== 'open') return;
+    // Already ending for the peer's reason: the close we owe is theirs, not the caller's.
+    if (this.receivedClose) return this.answerClose();
+    if (this.failCode !== undefined) return this.failConnection();
     this.sendClose(code, reason);
     this.armCloseTimer();
   }
@@ -238,25 +243,32 @@ export class WebSocketConnection implements FrameHandler {
     this.closeCode = code;
     this.closeReason = reason;
     this.wakeReader();
-    if (this.sentCode === undefined) {
-      // §5.5.1: answer with a close frame, echoing the status code; 1005 means none was sent.
-      this.sendClose(code === CloseCode.NoStatus ? undefined : code, '');
-    }
-    if (this.role === 'server') {
-      // §7.1.1: the server closes the TCP connection first.
-      this.socket.end();
-      this.armCloseTimer();
-    } else {
-      // §7.1.1: the client waits for the server to close TCP, but not forever.
-      this.armCloseTimer();
-    }
+    // The application may still be answering messages that came before the close (an echo, say):
+    // let this turn's replies go out first, then answer the close.
+    setImmediate(() => this.answerClose());
   }
 
   onProtocolError(code: number, reason: string): void {
-    // §7.1.7 "Fail the WebSocket Connection": send a close frame with the code, then close TCP.
+    this.failCode = code;
     this.closeReason = reason;
-    if (this.sentCode === undefined) this.sendClose(code, reason);
     this.wakeReader();
+    // As for a close: replies to the messages before the bad frame go out first (Autobahn "strict").
+    setImmediate(() => this.failConnection());
+  }
+
+  /** §5.5.1: answer the peer's close with a close frame echoing its code (none for 1005). */
+  private answerClose(): void {
+    if (this.state === 'closed') return;
+    if (this.sentCode === undefined) this.sendClose(this.closeCode === CloseCode.NoStatus ? undefined : this.closeCode, '');
+    // §7.1.1: the server closes the TCP connection first; a client waits for it, but not forever.
+    if (this.role === 'server') this.socket.end();
+    this.armCloseTimer();
+  }
+
+  /** §7.1.7 "Fail the WebSocket Connection": send a close frame with the code, then close TCP. */
+  private failConnection(): void {
+    if (this.state === 'closed') return;
+    if (this.sentCode === undefined) this.sendClose(this.failCode, this.closeReason);
     this.socket.end();
     this.armCloseTimer();
   }
@@ -264,9 +276,12 @@ export class WebSocketConnection implements FrameHandler {
   // ---- internals ----
 
   private write(bytes: Buffer): boolean {
-    const ok = this.socket.write(bytes);
-    if (!ok && this.socket.writableLength > this.maxBufferedBytes) this.dropSlowPeer();
-    return ok;
+    // A backlog above the bound means the peer stopped reading (one large message alone is fine).
+    if (this.socket.writableLength > this.maxBufferedBytes) {
+      this.dropSlowPeer();
+      return false;
+    }
+    return this.socket.write(bytes);
   }
 
   private writeControl(opcode: number, payload: Uint8Array): void {
