@@ -77,9 +77,11 @@ function origins(env: Env, name: string): readonly string[] | '*' {
     } catch {
       throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com`);
     }
-    // An origin is scheme://host[:port], nothing more (RFC 6454).
-    if (url.origin !== origin.replace(/\/$/, '') || url.origin === 'null') {
-      throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com (no path)`);
+    // An origin is scheme://host[:port], nothing more (RFC 6454). Letter case and a default port are
+    // fine: the list is normalised below to the form browsers send (RFC 6454 §6.1).
+    const extra = url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '';
+    if (extra || url.origin === 'null') {
+      throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com (scheme, host and port only)`);
     }
   }
   return Object.freeze(list.map((o) => new URL(o).origin));
@@ -89,7 +91,7 @@ function origins(env: Env, name: string): readonly string[] | '*' {
 export function loadConfig(env: Env = process.env): Config {
   const pingIntervalMs = integer(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs, 10, 86_400_000);
   const pongTimeoutMs = integer(env, 'PONG_TIMEOUT_MS', DEFAULTS.pongTimeoutMs, 10, 86_400_000);
-  if (pongTimeoutMs <= pingIntervalMs && env.PONG_TIMEOUT_MS !== undefined) {
+  if (pongTimeoutMs <= pingIntervalMs && (env.PONG_TIMEOUT_MS ?? '').trim() !== '') {
     throw new ConfigError('PONG_TIMEOUT_MS', `must be greater than PING_INTERVAL_MS (${pingIntervalMs}), got ${pongTimeoutMs}`);
   }
   if (pongTimeoutMs <= pingIntervalMs) {

@@ -38,8 +38,11 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     consoleLogger(`${signal}: shutting down`);
-    // Whatever happens, be gone within the budget.
-    setTimeout(() => process.exit(0), SHUTDOWN_BUDGET_MS).unref();
+    // Whatever happens, be gone within the budget; say so when it took that (a clean stop never does).
+    setTimeout(() => {
+      process.stderr.write(`wschat: shutdown did not finish within ${SHUTDOWN_BUDGET_MS} ms: exiting anyway\n`);
+      process.exit(0);
+    }, SHUTDOWN_BUDGET_MS).unref();
     app.shutdown(SHUTDOWN_BUDGET_MS - 500).then(
       () => process.exit(0),
       () => process.exit(0),

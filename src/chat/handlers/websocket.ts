@@ -75,14 +75,19 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
   let refusedInARow = 0;
   try {
     for (let m = await client.conn.read(); m !== null; m = await client.conn.read()) {
+      // The Hub has let go of this client (name taken, or dropped as too slow): messages still in the
+      // connection's inbox must not go out under its name, after its leave notice or as an impostor.
+      if (client.send.closed) break;
+      // Below, only the connection is closed: `send` is the Hub's to close (Go: close(client.Send) in
+      // Run), or a broadcast could hit a closed channel before the Hub hears of the unregister.
       if (m.binary) {
         // The chat speaks JSON text; §7.4.1: 1003 is for data a endpoint cannot accept.
-        client.drop(CloseCode.UnsupportedData, 'binary messages are not supported');
+        client.conn.close(CloseCode.UnsupportedData, 'binary messages are not supported');
         break;
       }
       if (!bucket.take(Date.now())) {
         if (++refusedInARow > options.rateLimitBurst) {
-          client.drop(CloseCode.PolicyViolation, 'rate limit exceeded');
+          client.conn.close(CloseCode.PolicyViolation, 'rate limit exceeded');
           break;
         }
         client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('rate limit exceeded: slow down'))));

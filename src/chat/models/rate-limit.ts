@@ -3,7 +3,12 @@
  * Time is passed in, so the rule is plain arithmetic and tests need no clock.
  */
 export class TokenBucket {
-  private tokens: number;
+  /**
+   * Thousandths of a token: with whole milliseconds, elapsed × rate is a whole number, so refills
+   * add up exactly (0.1 + 0.1 + ... in floating point falls just short of 1 and refuses a sender
+   * that kept exactly to the rate).
+   */
+  private milliTokens: number;
   private last: number;
 
   constructor(
@@ -11,7 +16,7 @@ export class TokenBucket {
     private readonly burst: number,
     now: number,
   ) {
-    this.tokens = burst;
+    this.milliTokens = burst * 1000;
     this.last = now;
   }
 
@@ -19,11 +24,11 @@ export class TokenBucket {
   take(now: number): boolean {
     const elapsed = now - this.last;
     if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSec) / 1000);
+      this.milliTokens = Math.min(this.burst * 1000, this.milliTokens + elapsed * this.ratePerSec);
       this.last = now;
     }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.milliTokens < 1000) return false;
+    this.milliTokens -= 1000;
     return true;
   }
 }

@@ -1,0 +1,186 @@
+/**
+ * Configuration: every environment variable parses, defaults apply, and a bad value is a ConfigError
+ * that names the variable (the entry point turns it into exit code 2: see server-process.test.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULTS, loadConfig, type Config } from '../src/config';
+
+/** The ConfigError that loadConfig(env) throws. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig: defaults', () => {
+  it('an empty environment gives DEFAULTS', () => {
+    expect(loadConfig({})).toEqual(DEFAULTS);
+  });
+
+  it('the documented defaults', () => {
+    expect(DEFAULTS).toEqual({
+      port: 8080,
+      host: '',
+      maxMessageBytes: 4096,
+      sendQueue: 256,
+      allowedOrigins: [],
+      pingIntervalMs: 54_000,
+      pongTimeoutMs: 60_000,
+      rateLimitPerSec: 10,
+      rateLimitBurst: 20,
+      maxConnections: 10_000,
+      maxBufferedBytes: 1024 * 1024,
+      handshakeTimeoutMs: 10_000,
+    } satisfies Config);
+  });
+
+  it('empty and blank values mean "use the default"', () => {
+    const env: Record<string, string> = {};
+    for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS',
+      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS']) {
+      env[name] = name.length % 2 === 0 ? '' : '   ';
+    }
+    expect(loadConfig(env)).toEqual(DEFAULTS);
+  });
+
+  it('the result is frozen, and so is DEFAULTS', () => {
+    const config = loadConfig({ ALLOWED_ORIGINS: 'https://a.example' });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.allowedOrigins)).toBe(true);
+    expect(Object.isFrozen(DEFAULTS)).toBe(true);
+    expect(Object.isFrozen(DEFAULTS.allowedOrigins)).toBe(true);
+  });
+
+  it('ignores unrelated variables', () => {
+    expect(loadConfig({ PATH: '/bin', NODE_ENV: 'production' })).toEqual(DEFAULTS);
+  });
+});
+
+describe('loadConfig: every variable parses', () => {
+  const cases: [string, string, keyof Config, unknown][] = [
+    ['PORT', '9000', 'port', 9000],
+    ['PORT', '0', 'port', 0],
+    ['PORT', '65535', 'port', 65535],
+    ['PORT', ' 8081 ', 'port', 8081],
+    ['HOST', '127.0.0.1', 'host', '127.0.0.1'],
+    ['HOST', '::1', 'host', '::1'],
+    ['HOST', ' localhost ', 'host', 'localhost'],
+    ['MAX_MESSAGE_BYTES', '125', 'maxMessageBytes', 125],
+    ['MAX_MESSAGE_BYTES', '1048576', 'maxMessageBytes', 1048576],
+    ['SEND_QUEUE', '1', 'sendQueue', 1],
+    ['SEND_QUEUE', '8', 'sendQueue', 8],
+    ['ALLOWED_ORIGINS', 'https://chat.example.com', 'allowedOrigins', ['https://chat.example.com']],
+    ['ALLOWED_ORIGINS', 'https://a.example, http://localhost:3000 ,', 'allowedOrigins', ['https://a.example', 'http://localhost:3000']],
+    // Normalised to what a browser sends (RFC 6454 §6.1): lower case, no default port, no slash.
+    ['ALLOWED_ORIGINS', 'https://Chat.Example.COM/', 'allowedOrigins', ['https://chat.example.com']],
+    ['ALLOWED_ORIGINS', 'https://a.example:443,http://b.example:80', 'allowedOrigins', ['https://a.example', 'http://b.example']],
+    ['ALLOWED_ORIGINS', '*', 'allowedOrigins', '*'],
+    ['ALLOWED_ORIGINS', 'https://a.example,*', 'allowedOrigins', '*'],
+    ['PING_INTERVAL_MS', '1000', 'pingIntervalMs', 1000],
+    ['PONG_TIMEOUT_MS', '120000', 'pongTimeoutMs', 120000],
+    ['RATE_LIMIT_PER_SEC', '1', 'rateLimitPerSec', 1],
+    ['RATE_LIMIT_BURST', '3', 'rateLimitBurst', 3],
+    ['MAX_CONNECTIONS', '2', 'maxConnections', 2],
+    ['MAX_BUFFERED_BYTES', '1024', 'maxBufferedBytes', 1024],
+    ['HANDSHAKE_TIMEOUT_MS', '100', 'handshakeTimeoutMs', 100],
+    ['HANDSHAKE_TIMEOUT_MS', '600000', 'handshakeTimeoutMs', 600000],
+  ];
+  it.each(cases)('%s=%j', (name, value, key, expected) => {
+    const config = loadConfig({ [name]: value });
+    expect(config[key]).toEqual(expected);
+    // Nothing else changes.
+    expect({ ...config, [key]: DEFAULTS[key] }).toEqual(DEFAULTS);
+  });
+
+  it('PING_INTERVAL_MS and PONG_TIMEOUT_MS together', () => {
+    const config = loadConfig({ PING_INTERVAL_MS: '50', PONG_TIMEOUT_MS: '150' });
+    expect([config.pingIntervalMs, config.pongTimeoutMs]).toEqual([50, 150]);
+  });
+
+  it('all at once', () => {
+    expect(
+      loadConfig({
+        PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
+        PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
+        MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
+      }),
+    ).toEqual({
+      port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
+      pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
+      maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
+    });
+  });
+});
+
+describe('loadConfig: invalid values throw a ConfigError naming the variable', () => {
+  const cases: [string, string][] = [
+    ['PORT', 'abc'],
+    ['PORT', '-1'],
+    ['PORT', '65536'],
+    ['PORT', '80.5'],
+    ['PORT', '1e3'],
+    ['PORT', '0x50'],
+    ['PORT', '+80'],
+    ['PORT', '99999999999999999999999'],
+    ['HOST', 'my host'],
+    ['HOST', 'http://example.com'],
+    ['MAX_MESSAGE_BYTES', '124'],
+    ['MAX_MESSAGE_BYTES', '1073741825'],
+    ['MAX_MESSAGE_BYTES', '4k'],
+    ['SEND_QUEUE', '0'],
+    ['SEND_QUEUE', '1000001'],
+    ['ALLOWED_ORIGINS', 'chat.example.com'],
+    ['ALLOWED_ORIGINS', 'https://chat.example.com/path'],
+    ['ALLOWED_ORIGINS', 'https://chat.example.com?x=1'],
+    ['ALLOWED_ORIGINS', 'https://user@chat.example.com'],
+    ['ALLOWED_ORIGINS', 'https://ok.example, nonsense'],
+    ['ALLOWED_ORIGINS', 'null'],
+    ['PING_INTERVAL_MS', '9'],
+    ['PING_INTERVAL_MS', 'soon'],
+    ['PONG_TIMEOUT_MS', '9'],
+    ['PONG_TIMEOUT_MS', '86400001'],
+    ['RATE_LIMIT_PER_SEC', '0'],
+    ['RATE_LIMIT_PER_SEC', '2.5'],
+    ['RATE_LIMIT_BURST', '0'],
+    ['MAX_CONNECTIONS', '0'],
+    ['MAX_CONNECTIONS', 'many'],
+    ['MAX_BUFFERED_BYTES', '1023'],
+    ['HANDSHAKE_TIMEOUT_MS', '99'],
+    ['HANDSHAKE_TIMEOUT_MS', '600001'],
+  ];
+  it.each(cases)('%s=%j', (name, value) => {
+    const error = configError({ [name]: value });
+    expect(error.variable).toBe(name);
+    expect(error.name).toBe('ConfigError');
+    expect(error.message.startsWith(`${name}: `)).toBe(true);
+  });
+
+  it('says what it expected and what it got', () => {
+    expect(configError({ PORT: 'abc' }).message).toBe('PORT: expected a whole number from 0 to 65535, got "abc"');
+    expect(configError({ PORT: '70000' }).message).toBe('PORT: must be from 0 to 65535, got 70000');
+  });
+
+  it('the heartbeat must time out after the ping period: blames the variable that was set', () => {
+    // PONG_TIMEOUT_MS set too low for the (default) ping period.
+    expect(configError({ PONG_TIMEOUT_MS: '1000' }).variable).toBe('PONG_TIMEOUT_MS');
+    expect(configError({ PING_INTERVAL_MS: '100', PONG_TIMEOUT_MS: '100' }).variable).toBe('PONG_TIMEOUT_MS');
+    // PING_INTERVAL_MS set at or above the (default) pong timeout.
+    expect(configError({ PING_INTERVAL_MS: '60000' }).variable).toBe('PING_INTERVAL_MS');
+    expect(configError({ PING_INTERVAL_MS: '60000', PONG_TIMEOUT_MS: '' }).variable).toBe('PING_INTERVAL_MS');
+  });
+
+  it('reads process.env when called without an argument', () => {
+    const saved = process.env.SEND_QUEUE;
+    process.env.SEND_QUEUE = '0';
+    try {
+      expect(() => loadConfig()).toThrow(ConfigError);
+    } finally {
+      if (saved === undefined) delete process.env.SEND_QUEUE;
+      else process.env.SEND_QUEUE = saved;
+    }
+  });
+});
