@@ -4,6 +4,8 @@
  * names the variable; the entry point prints it and exits with code 2.
  */
 
+import { isIP } from 'node:net';
+
 export interface Config {
   /** TCP port to listen on (0 picks a free one). */
   readonly port: number;
@@ -29,6 +31,8 @@ export interface Config {
   readonly maxBufferedBytes: number;
   /** Time a client has to send its full HTTP request head (slowloris guard). */
   readonly handshakeTimeoutMs: number;
+  /** Time a chat client has to send its name after the WebSocket handshake. */
+  readonly joinTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -51,6 +55,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxConnections: 10_000,
   maxBufferedBytes: 1024 * 1024,
   handshakeTimeoutMs: 10_000,
+  joinTimeoutMs: 30_000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -98,7 +103,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('PING_INTERVAL_MS', `must be less than PONG_TIMEOUT_MS (${pongTimeoutMs}), got ${pingIntervalMs}`);
   }
   const host = (env.HOST ?? DEFAULTS.host).trim();
-  if (/\s|\//.test(host)) throw new ConfigError('HOST', `expected a host name or IP address, got ${JSON.stringify(env.HOST)}`);
+  // An IP address (v4 or v6) or a host name; "localhost:8080" is a classic slip (the port is PORT).
+  if (host !== '' && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) {
+    throw new ConfigError('HOST', `expected a host name or IP address (the port goes in PORT), got ${JSON.stringify(env.HOST)}`);
+  }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
     host,
@@ -113,5 +121,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxConnections: integer(env, 'MAX_CONNECTIONS', DEFAULTS.maxConnections, 1, 1_000_000),
     maxBufferedBytes: integer(env, 'MAX_BUFFERED_BYTES', DEFAULTS.maxBufferedBytes, 1024, 1024 * 1024 * 1024),
     handshakeTimeoutMs: integer(env, 'HANDSHAKE_TIMEOUT_MS', DEFAULTS.handshakeTimeoutMs, 100, 600_000),
+    joinTimeoutMs: integer(env, 'JOIN_TIMEOUT_MS', DEFAULTS.joinTimeoutMs, 100, 3_600_000),
   });
 }

@@ -35,12 +35,13 @@ describe('loadConfig: defaults', () => {
       maxConnections: 10_000,
       maxBufferedBytes: 1024 * 1024,
       handshakeTimeoutMs: 10_000,
+      joinTimeoutMs: 30_000,
     } satisfies Config);
   });
 
   it('empty and blank values mean "use the default"', () => {
     const env: Record<string, string> = {};
-    for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS',
+    for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
       'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS']) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
@@ -88,6 +89,8 @@ describe('loadConfig: every variable parses', () => {
     ['MAX_BUFFERED_BYTES', '1024', 'maxBufferedBytes', 1024],
     ['HANDSHAKE_TIMEOUT_MS', '100', 'handshakeTimeoutMs', 100],
     ['HANDSHAKE_TIMEOUT_MS', '600000', 'handshakeTimeoutMs', 600000],
+    ['JOIN_TIMEOUT_MS', '100', 'joinTimeoutMs', 100],
+    ['JOIN_TIMEOUT_MS', '3600000', 'joinTimeoutMs', 3600000],
   ];
   it.each(cases)('%s=%j', (name, value, key, expected) => {
     const config = loadConfig({ [name]: value });
@@ -107,11 +110,13 @@ describe('loadConfig: every variable parses', () => {
         PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
+        JOIN_TIMEOUT_MS: '7000',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
+      joinTimeoutMs: 7000,
     });
   });
 });
@@ -128,6 +133,7 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['PORT', '99999999999999999999999'],
     ['HOST', 'my host'],
     ['HOST', 'http://example.com'],
+    ['HOST', 'localhost:8080'],
     ['MAX_MESSAGE_BYTES', '124'],
     ['MAX_MESSAGE_BYTES', '1073741825'],
     ['MAX_MESSAGE_BYTES', '4k'],
@@ -151,6 +157,8 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['MAX_BUFFERED_BYTES', '1023'],
     ['HANDSHAKE_TIMEOUT_MS', '99'],
     ['HANDSHAKE_TIMEOUT_MS', '600001'],
+    ['JOIN_TIMEOUT_MS', '99'],
+    ['JOIN_TIMEOUT_MS', 'later'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });

@@ -268,6 +268,18 @@ describe('leaving', () => {
   });
 });
 
+describe('a connection that never sends its name', () => {
+  it('is closed with 1008 after JOIN_TIMEOUT_MS and never listed', async () => {
+    const t = await start({ JOIN_TIMEOUT_MS: '100' });
+    const c = await openChat(t.port);
+    const info = await c.closed;
+    expect(info.code).toBe(1008);
+    expect(info.reason).toBe('no name sent in time');
+    expect(c.messages).toEqual([]);
+    expect((await roster(t.port)).count).toBe(0);
+  });
+});
+
 describe('binary frames on /ws', () => {
   it('as the name: close 1003', async () => {
     const t = await start();

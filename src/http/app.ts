@@ -31,7 +31,11 @@ const MAX_HEADER_BYTES = 16 * 1024;
 
 export function createApp(config: Config, log: Logger = silentLogger): App {
   const hub = new Hub({ log });
-  const running = hub.run();
+  const running = hub.run().catch((error: unknown) => {
+    // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
+    log(`fatal: the Hub stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    throw error;
+  });
   const page = loadPage();
   const connections = new Set<WebSocketConnection>();
   let accepting = true;
@@ -83,7 +87,13 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
     log(`connect peer=${peer} path=${req.url}`);
     const done =
       route === 'chat'
-        ? handleWebSocket(conn, hub, { sendQueue: config.sendQueue, rateLimitPerSec: config.rateLimitPerSec, rateLimitBurst: config.rateLimitBurst, log })
+        ? handleWebSocket(conn, hub, {
+            sendQueue: config.sendQueue,
+            rateLimitPerSec: config.rateLimitPerSec,
+            rateLimitBurst: config.rateLimitBurst,
+            joinTimeoutMs: config.joinTimeoutMs,
+            log,
+          })
         : handleEcho(conn).then(async () => {
             const info = await conn.closed;
             log(`disconnect path=/echo code=${info.code} reason=${JSON.stringify(info.reason)}`);
@@ -134,6 +144,8 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       await Promise.race([all, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
       clearTimeout(timer);
       for (const conn of connections) conn.terminate();
+      // A destroyed socket reports 'close' a tick later: resolve only once every connection is released.
+      await Promise.all([...connections].map((c) => c.closed));
       server.closeAllConnections();
     },
   };

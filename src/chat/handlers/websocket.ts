@@ -19,6 +19,8 @@ export interface ChatOptions {
   /** Token bucket: messages per second and burst. */
   readonly rateLimitPerSec: number;
   readonly rateLimitBurst: number;
+  /** A connection that has not sent its name by then is closed (it would hold a slot forever). */
+  readonly joinTimeoutMs: number;
   readonly log?: (line: string) => void;
 }
 
@@ -29,7 +31,9 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
   const writing = writePump(client); // go writePump(client)
 
   // Step 1 (the exercise): the first text message is the user name.
+  const deadline = setTimeout(() => conn.close(CloseCode.PolicyViolation, 'no name sent in time'), options.joinTimeoutMs);
   const first = await conn.read();
+  clearTimeout(deadline);
   if (first === null) {
     client.finish(CloseCode.Normal, '');
   } else if (first.binary) {
@@ -100,7 +104,7 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
       }
       const input = parseInput(m.data);
       if (input.kind === 'private') await hub.direct.send({ from: client, to: input.to, text: input.text });
-      else await hub.broadcast.send(chatMessage(client.name, input.text));
+      else await hub.broadcast.send({ from: client, message: chatMessage(client.name, input.text) });
     }
   } finally {
     await hub.unregister.send(client); // the Hub finishes the client and tells the others

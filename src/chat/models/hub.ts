@@ -25,6 +25,12 @@ import {
   type ChatMessage,
 } from './message';
 
+/** A message for everyone, and who sent it (null for the server's own notices or a broker's). */
+export interface Broadcast {
+  readonly from: Client | null;
+  readonly message: ChatMessage;
+}
+
 /** A private message on its way (the homework): from a client, to a name. */
 export interface DirectMessage {
   readonly from: Client;
@@ -57,7 +63,7 @@ export class Hub {
   /** Go: Unregister chan *Client. */
   readonly unregister = new Channel<Client>();
   /** Go: Broadcast chan []byte; carries messages, encoded once on the way out. */
-  readonly broadcast = new Channel<ChatMessage>(BROADCAST_BUFFER);
+  readonly broadcast = new Channel<Broadcast>(BROADCAST_BUFFER);
   /** The homework's private messages. */
   readonly direct = new Channel<DirectMessage>();
   /** The homework's "who is online": send a reply channel, get the roster back on it. */
@@ -93,12 +99,12 @@ export class Hub {
           this.onUnregister(r.value!);
           break;
         case 'broadcast': {
-          this.deliver(r.value!);
+          this.onBroadcast(r.value!);
           // Take what else is already queued in the same turn (bounded, so the other cases get theirs).
           for (let i = 1; i < BROADCAST_BATCH; i++) {
             const next = this.broadcast.tryReceive();
             if (!next.ready || !next.ok) break;
-            this.deliver(next.value!);
+            this.onBroadcast(next.value!);
           }
           break;
         }
@@ -133,6 +139,11 @@ export class Hub {
     if (slow !== undefined) for (const client of slow) this.dropSlow(client);
   }
 
+  /** Only members speak: a client refused or dropped before its message got here is not heard. */
+  private onBroadcast(b: Broadcast): void {
+    if (b.from === null || this.clients.has(b.from)) this.deliver(b.message);
+  }
+
   private onRegister(client: Client): void {
     if (this.byName.has(client.name)) {
       this.log(`refused name=${JSON.stringify(client.name)} reason="name taken"`);
@@ -152,6 +163,7 @@ export class Hub {
   }
 
   private onDirect(m: DirectMessage): void {
+    if (!this.clients.has(m.from)) return;
     if (!this.byName.has(m.to)) {
       this.tell(m.from, errorMessage(`${m.to} is not online`));
       return;
