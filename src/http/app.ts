@@ -36,7 +36,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
     log(`fatal: the Hub stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     throw error;
   });
-  const page = loadPage();
+  const page = loadPage(undefined, { maxMessageBytes: config.maxMessageBytes });
   const connections = new Set<WebSocketConnection>();
   let accepting = true;
 

@@ -22,8 +22,29 @@ function hashes(html: string, tag: 'script' | 'style'): string {
   return found.length > 0 ? found.join(' ') : "'none'";
 }
 
-export function loadPage(file = join(__dirname, 'public', 'index.html')): StaticPage {
-  const html = readFileSync(file, 'utf8');
+export interface PageOptions {
+  /** The server's MAX_MESSAGE_BYTES, so the page refuses larger messages before sending them. */
+  readonly maxMessageBytes?: number;
+}
+
+/**
+ * The CSP below allows only bare `<script>` and `<style>` blocks (hashed by content): a tag with
+ * attributes (`<script src>`, `<style media>`), an inline `on...=` handler or a `style=` attribute
+ * would be blocked by the browser. Fail at start-up instead of shipping a page that breaks silently.
+ */
+function checkInline(html: string): void {
+  const markup = html.replace(/<(script|style)>[\s\S]*?<\/\1>/g, '');
+  const problem = /<(script|style)\s[^>]*>/i.exec(markup) ?? /<[a-z][^>]*\s(on[a-z]+|style)\s*=[^>]*>/i.exec(markup);
+  if (problem !== null) throw new Error(`index.html: ${JSON.stringify(problem[0])} is not allowed by the page's Content-Security-Policy`);
+}
+
+export function loadPage(file = join(__dirname, 'public', 'index.html'), options: PageOptions = {}): StaticPage {
+  let html = readFileSync(file, 'utf8');
+  checkInline(html);
+  if (options.maxMessageBytes !== undefined) {
+    // A <meta> tag, outside the hashed script, so the CSP hash does not depend on the config.
+    html = html.replace(/(<meta name="max-message-bytes" content=")\d+(">)/, `$1${options.maxMessageBytes}$2`);
+  }
   const csp = [
     "default-src 'none'",
     `script-src ${hashes(html, 'script')}`,
