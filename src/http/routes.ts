@@ -69,9 +69,10 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
   const path = pathOf(req.url);
   if (upgradeRoute(req.url) !== undefined) {
     // A WebSocket endpoint reached without a valid upgrade: explain what is missing.
+    // A refusal ends the connection, as on the upgrade path.
     const verdict = checkUpgradeRequest(req);
-    if (!verdict.ok) sendText(res, verdict.status, verdict.message, verdict.headers);
-    else sendText(res, 400, 'WebSocket upgrade expected');
+    if (!verdict.ok) sendText(res, verdict.status, verdict.message, { ...verdict.headers, Connection: 'close' });
+    else sendText(res, 400, 'WebSocket upgrade expected', { Connection: 'close' });
     return;
   }
   const head = req.method === 'HEAD';

@@ -14,7 +14,7 @@
  * `pongTimeoutMs`, which finds peers that vanished without a FIN.
  */
 import type { Socket } from 'node:net';
-import { CloseCode } from './close-codes';
+import { CloseCode, isValidCloseCode } from './close-codes';
 import { FrameParser, type FrameHandler } from './frame-parser';
 import { closePayload, encodeFrame, type PreparedFrame } from './frame-writer';
 import { Opcode } from './opcodes';
@@ -193,6 +193,8 @@ export class WebSocketConnection implements FrameHandler {
    * (§7.1.3) for at most closeTimeoutMs before dropping the TCP connection.
    */
   close(code: number = CloseCode.Normal, reason = ''): void {
+    // §7.4.1: 1005, 1006 and 1015 are for reports, never for the wire.
+    if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
     if (this.state !== 'open') return;
     // Already ending for the peer's reason: the close we owe is theirs, not the caller's.
     if (this.receivedClose) return this.answerClose();

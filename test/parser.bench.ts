@@ -1,0 +1,129 @@
+/**
+ * Parser throughput: parse + unmask (+ UTF-8 check for text) of masked client frames, the work the
+ * server does on every byte a client sends. Not part of `npm test`; run with
+ *   npx vitest bench --config test/vitest.config.ts --run test/parser.bench.ts
+ * vitest reports ops/s; each op parses STREAM_BYTES of payload, and the MB/s of every bench is also
+ * measured here and printed at the end (1 MB = 10^6 bytes).
+ */
+import { afterAll, bench, describe } from 'vitest';
+import { FrameParser, type FrameHandler } from '../src/websocket/frame-parser';
+import { PreparedFrame } from '../src/websocket/frame-writer';
+import { Opcode } from '../src/websocket/opcodes';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Payload bytes parsed per op, whatever the frame size. */
+const STREAM_BYTES = 8 * MiB;
+/** What a TCP socket typically hands over per 'data' event. */
+const SOCKET_CHUNK = 64 * KiB;
+
+let sink = 0;
+const handler: FrameHandler = {
+  onMessage: (_binary, data) => {
+    sink += data.length;
+  },
+  onPing: () => {},
+  onPong: () => {},
+  onClose: () => {},
+  onProtocolError: (code, reason) => {
+    throw new Error(`bench stream rejected: ${code} ${reason}`);
+  },
+};
+
+/**
+ * STREAM_BYTES of payload as masked frames of `size` bytes. Binary frames use a real key: unmasking
+ * in place twice is the identity, so every op re-parses the same bytes without copying them. Text
+ * frames use the all-zero key, which leaves the (ASCII) text valid after each in-place unmask while
+ * the XOR loop still runs over every byte.
+ */
+function stream(size: number, opcode: number): Buffer {
+  const count = STREAM_BYTES / size;
+  const header = 2 + (size < 126 ? 0 : size <= 0xffff ? 2 : 8) + 4;
+  const out = Buffer.alloc(count * (header + size));
+  const key = opcode === Opcode.Text ? [0, 0, 0, 0] : [0x37, 0xfa, 0x21, 0x3d];
+  let at = 0;
+  for (let f = 0; f < count; f++) {
+    out[at] = 0x80 | opcode;
+    if (size < 126) {
+      out[at + 1] = 0x80 | size;
+      at += 2;
+    } else if (size <= 0xffff) {
+      out[at + 1] = 0x80 | 126;
+      out.writeUInt16BE(size, at + 2);
+      at += 4;
+    } else {
+      out[at + 1] = 0x80 | 127;
+      out.writeBigUInt64BE(BigInt(size), at + 2);
+      at += 10;
+    }
+    out.set(key, at);
+    at += 4;
+    out.fill(0x61 + (f % 26), at, at + size); // ASCII letters
+    at += size;
+  }
+  return out;
+}
+
+/** Own timing per bench, for the MB/s table printed at the end. */
+const measured = new Map<string, { bytes: number; ns: bigint }>();
+function timed(name: string, bytes: number, fn: () => void): () => void {
+  return () => {
+    const t0 = process.hrtime.bigint();
+    fn();
+    const dt = process.hrtime.bigint() - t0;
+    const m = measured.get(name) ?? { bytes: 0, ns: 0n };
+    m.bytes += bytes;
+    m.ns += dt;
+    measured.set(name, m);
+  };
+}
+
+const parser = (): FrameParser => new FrameParser({ maxMessageBytes: 64 * MiB, expectMasked: true }, handler);
+
+for (const [label, size] of [
+  ['1 KiB', KiB],
+  ['64 KiB', 64 * KiB],
+  ['1 MiB', MiB],
+] as const) {
+  describe(`parse+unmask ${label} masked frames (${STREAM_BYTES / MiB} MiB payload per op)`, () => {
+    const binary = stream(size, Opcode.Binary);
+    const text = stream(size, Opcode.Text);
+    const whole = parser();
+    const chunked = parser();
+    const textWhole = parser();
+
+    const name1 = `binary ${label} frames, one push`;
+    bench(name1, timed(name1, STREAM_BYTES, () => whole.push(binary)));
+
+    const name2 = `binary ${label} frames, ${SOCKET_CHUNK / KiB} KiB socket chunks`;
+    bench(
+      name2,
+      timed(name2, STREAM_BYTES, () => {
+        for (let at = 0; at < binary.length; at += SOCKET_CHUNK) chunked.push(binary.subarray(at, at + SOCKET_CHUNK));
+      }),
+    );
+
+    const name3 = `text ${label} frames (UTF-8 checked), one push`;
+    bench(name3, timed(name3, STREAM_BYTES, () => textWhole.push(text)));
+  });
+}
+
+describe('encode', () => {
+  const chat = JSON.stringify({ type: 'chat', user: 'alice', message: 'hello everyone, how is it going?', time: '2025-01-01T12:00:00.000Z' });
+  const frameBytes = PreparedFrame.text(chat).bytes.length;
+  const name = `PreparedFrame.text of a ${Buffer.byteLength(chat)}-byte chat JSON (${frameBytes}-byte frame)`;
+  bench(
+    name,
+    timed(name, frameBytes, () => {
+      sink += PreparedFrame.text(chat).bytes.length;
+    }),
+  );
+});
+
+afterAll(() => {
+  const rows = [...measured].map(([name, m]) => {
+    const seconds = Number(m.ns) / 1e9;
+    return `  ${(m.bytes / seconds / 1e6).toFixed(0).padStart(7)} MB/s  ${name}`;
+  });
+  console.log(`\nThroughput (payload bytes / own timing):\n${rows.join('\n')}\n(sink ${sink > 0 ? 'ok' : 'empty'})`);
+});
