@@ -23,10 +23,22 @@ export function applyMask(buf: Uint8Array, start: number, end: number, key: Uint
       p = (p + 1) & 3;
     }
     const words = (end - i) >>> 2;
-    const word =
-      (key[p]! | (key[(p + 1) & 3]! << 8) | (key[(p + 2) & 3]! << 16) | (key[(p + 3) & 3]! << 24)) >>> 0;
-    const view = new Uint32Array(buf.buffer, buf.byteOffset + i, words);
-    for (let w = 0; w < words; w++) view[w] ^= word;
+    const word = key[p]! | (key[(p + 1) & 3]! << 8) | (key[(p + 2) & 3]! << 16) | (key[(p + 3) & 3]! << 24);
+    // Int32 (not Uint32) keeps the values small integers for V8; 8 words per turn halves the loop cost.
+    const view = new Int32Array(buf.buffer, buf.byteOffset + i, words);
+    const unrolled = words & ~7;
+    let w = 0;
+    for (; w < unrolled; w += 8) {
+      view[w] ^= word;
+      view[w + 1] ^= word;
+      view[w + 2] ^= word;
+      view[w + 3] ^= word;
+      view[w + 4] ^= word;
+      view[w + 5] ^= word;
+      view[w + 6] ^= word;
+      view[w + 7] ^= word;
+    }
+    for (; w < words; w++) view[w] ^= word;
     i += words << 2; // a whole number of words keeps the phase unchanged
   }
   while (i < end) {
