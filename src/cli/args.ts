@@ -1,0 +1,52 @@
+/**
+ * The terminal client's command line: `wschat-client ws://host:port/ws NAME`.
+ * Parsing is separate from main() so it can be tested without starting a process.
+ */
+
+export const USAGE = `usage: wschat-client ws://HOST:PORT/ws NAME
+
+Joins the chat at the given WebSocket URL as NAME.
+  Type a line to send it to everyone, "@user text" for a private message.
+  Commands: /who (who is online), /help, /quit (or Ctrl-C, Ctrl-D).
+  With stdin not a terminal (a pipe, a file), every line is sent and the
+  client closes the connection cleanly at the end of input.
+
+Exit status: 0 when you quit, 1 when the connection failed or the server
+closed it, 2 for a usage error, 3 when the server refused the name.
+Colours only on a terminal; NO_COLOR=1 turns them off.
+`;
+
+export type Args =
+  | { readonly kind: 'run'; readonly url: URL; readonly name: string }
+  | { readonly kind: 'help' }
+  | { readonly kind: 'usage-error'; readonly problem: string };
+
+export function parseArgs(argv: readonly string[]): Args {
+  if (argv.includes('-h') || argv.includes('--help')) return { kind: 'help' };
+  if (argv.length !== 2) {
+    return { kind: 'usage-error', problem: argv.length < 2 ? 'missing arguments' : 'too many arguments' };
+  }
+  const [rawUrl, name] = argv as [string, string];
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return { kind: 'usage-error', problem: `not a URL: ${rawUrl}` };
+  }
+  if (url.protocol === 'wss:') return { kind: 'usage-error', problem: 'wss:// is not supported (this client speaks plain ws://)' };
+  if (url.protocol !== 'ws:') return { kind: 'usage-error', problem: `not a ws:// URL: ${rawUrl}` };
+  // The name is the server's to judge (nameProblem): it explains a refusal better than we could.
+  return { kind: 'run', url, name };
+}
+
+/**
+ * Where `/who` asks: the HTTP endpoint next to the WebSocket one, same host and port.
+ * Resolved relative to the ws URL, so ws://h:p/ws gives http://h:p/clients and a server mounted
+ * under a prefix (ws://h:p/chat/ws) gives http://h:p/chat/clients.
+ */
+export function clientsUrl(wsUrl: URL): URL {
+  const http = new URL(wsUrl.href.replace(/^ws:/, 'http:'));
+  http.search = '';
+  http.hash = '';
+  return new URL('clients', http);
+}
