@@ -259,6 +259,23 @@ describe('leaving', () => {
     for (const c of [bob!, carol!]) expectMessage(await c.next(), { type: 'leave', user: 'System', message: 'alice left the chat' });
   });
 
+  it("delivers a leaver's last words, private ones included, in order and before its leave notice", async () => {
+    const t = await start();
+    const [alice, bob] = await joinAll(t.port, 'alice', 'bob');
+    // Sent back to back with the close: the Hub must not let the unregister overtake them.
+    for (const text of ['one', '@bob two', 'three', '@bob four', 'five']) alice!.send(text);
+    alice!.conn.close(1000, 'bye');
+    await bob!.until((all) => all.some(left('alice')));
+    expect(bob!.received().filter((m) => m.type !== 'join').map((m) => `${m.type}:${m.message}`)).toEqual([
+      'chat:one',
+      'private:two',
+      'chat:three',
+      'private:four',
+      'chat:five',
+      'leave:alice left the chat',
+    ]);
+  });
+
   it('tells the others when a socket is destroyed without a closing handshake', async () => {
     const t = await start();
     const [alice, bob, carol] = await joinAll(t.port, 'alice', 'bob', 'carol');

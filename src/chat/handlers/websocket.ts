@@ -10,7 +10,7 @@ import { ChannelClosedError } from '../../channel';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
 import { Client } from '../models/client';
 import type { Hub } from '../models/hub';
-import { chatMessage, encodeMessage, errorMessage, nameProblem, parseInput } from '../models/message';
+import { chatMessage, encodeMessage, errorMessage, nameProblem, parseInput, privateMessage } from '../models/message';
 import { TokenBucket } from '../models/rate-limit';
 
 export interface ChatOptions {
@@ -82,16 +82,16 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
       // The Hub has let go of this client (name taken, or dropped as too slow): messages still in the
       // connection's inbox must not go out under its name, after its leave notice or as an impostor.
       if (client.send.closed) break;
-      // Below, only the connection is closed: `send` is the Hub's to close (Go: close(client.Send) in
-      // Run), or a broadcast could hit a closed channel before the Hub hears of the unregister.
+      // To end the client, readPump records why and leaves: `send` is the Hub's to close (Go: close(client.Send)
+      // in Run), and the writePump then sends what is queued (the error saying why) before the close frame.
       if (m.binary) {
-        // The chat speaks JSON text; §7.4.1: 1003 is for data a endpoint cannot accept.
-        client.conn.close(CloseCode.UnsupportedData, 'binary messages are not supported');
+        // The chat speaks JSON text; §7.4.1: 1003 is for data an endpoint cannot accept.
+        client.endWith(CloseCode.UnsupportedData, 'binary messages are not supported');
         break;
       }
       if (!bucket.take(Date.now())) {
         if (++refusedInARow > options.rateLimitBurst) {
-          client.conn.close(CloseCode.PolicyViolation, 'rate limit exceeded');
+          client.endWith(CloseCode.PolicyViolation, 'rate limit exceeded');
           break;
         }
         client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('rate limit exceeded: slow down'))));
@@ -103,8 +103,8 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
         continue;
       }
       const input = parseInput(m.data);
-      if (input.kind === 'private') await hub.direct.send({ from: client, to: input.to, text: input.text });
-      else await hub.broadcast.send({ from: client, message: chatMessage(client.name, input.text) });
+      const message = input.kind === 'private' ? privateMessage(client.name, input.to, input.text) : chatMessage(client.name, input.text);
+      await hub.broadcast.send({ from: client, message });
     }
   } finally {
     await hub.unregister.send(client); // the Hub finishes the client and tells the others

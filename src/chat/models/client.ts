@@ -30,9 +30,15 @@ export class Client {
    */
   finish(code: number, reason: string): void {
     if (this.send.closed) return;
+    this.endWith(code, reason);
+    this.send.close();
+  }
+
+  /** Records why the server ends this client; the first reason recorded is the one the peer gets. */
+  endWith(code: number, reason: string): void {
+    if (this.closeCode !== undefined) return;
     this.closeCode = code;
     this.closeReason = reason;
-    this.send.close();
   }
 
   /**

@@ -9,9 +9,13 @@
  * A client whose channel is full is dropped with 1008 and its leave notice goes out at once: a slow
  * reader never slows the others.
  *
+ * Order: everything a client says (chat and private alike) travels on the one `broadcast` channel,
+ * so it reaches others in the order it was said, and an unregister first delivers what is still
+ * queued there, so nobody's last words arrive after their leave notice.
+ *
  * Scale-out seam: `deliver()` is the one place where a message reaches local clients. A broker bridge
- * (Redis pub/sub) would publish what arrives on `broadcast`/`direct` and call `deliver()` for what the
- * broker hands back; nothing else would change.
+ * (Redis pub/sub) would publish what arrives on `broadcast` and call `deliver()` for what the broker
+ * hands back; nothing else would change.
  */
 import { Channel, select } from '../../channel';
 import { CloseCode, PreparedFrame } from '../../websocket';
@@ -21,21 +25,16 @@ import {
   errorMessage,
   joinNotice,
   leaveNotice,
-  privateMessage,
   type ChatMessage,
 } from './message';
 
-/** A message for everyone, and who sent it (null for the server's own notices or a broker's). */
+/**
+ * What a client said, and who said it (null for the server's own notices or a broker's): a chat
+ * message for everyone, or a private one (the homework) that the Hub routes by its `to` name.
+ */
 export interface Broadcast {
   readonly from: Client | null;
   readonly message: ChatMessage;
-}
-
-/** A private message on its way (the homework): from a client, to a name. */
-export interface DirectMessage {
-  readonly from: Client;
-  readonly to: string;
-  readonly text: string;
 }
 
 /** One row of the roster that GET /clients shows. */
@@ -62,10 +61,8 @@ export class Hub {
   readonly register = new Channel<Client>();
   /** Go: Unregister chan *Client. */
   readonly unregister = new Channel<Client>();
-  /** Go: Broadcast chan []byte; carries messages, encoded once on the way out. */
+  /** Go: Broadcast chan []byte; carries messages (private ones too), encoded once on the way out. */
   readonly broadcast = new Channel<Broadcast>(BROADCAST_BUFFER);
-  /** The homework's private messages. */
-  readonly direct = new Channel<DirectMessage>();
   /** The homework's "who is online": send a reply channel, get the roster back on it. */
   readonly roster = new Channel<Channel<ClientInfo[]>>();
   /** Shutdown: every client is closed with this code and reason, then run() returns. */
@@ -87,7 +84,6 @@ export class Hub {
         register: this.register,
         unregister: this.unregister,
         broadcast: this.broadcast,
-        direct: this.direct,
         roster: this.roster,
         quit: this.quit,
       });
@@ -108,9 +104,6 @@ export class Hub {
           }
           break;
         }
-        case 'direct':
-          this.onDirect(r.value!);
-          break;
         case 'roster':
           r.value!.trySend(this.list());
           break;
@@ -141,7 +134,13 @@ export class Hub {
 
   /** Only members speak: a client refused or dropped before its message got here is not heard. */
   private onBroadcast(b: Broadcast): void {
-    if (b.from === null || this.clients.has(b.from)) this.deliver(b.message);
+    if (b.from !== null && !this.clients.has(b.from)) return;
+    const to = b.message.to;
+    if (b.from !== null && to !== undefined && !this.byName.has(to)) {
+      this.tell(b.from, errorMessage(`${to} is not online`));
+      return;
+    }
+    this.deliver(b.message);
   }
 
   private onRegister(client: Client): void {
@@ -157,18 +156,14 @@ export class Hub {
   }
 
   private onUnregister(client: Client): void {
-    if (!this.remove(client)) return;
+    if (!this.clients.has(client)) return;
+    // The client's readPump queued its last messages before unregistering: deliver them first.
+    for (let next = this.broadcast.tryReceive(); next.ready && next.ok; next = this.broadcast.tryReceive()) {
+      this.onBroadcast(next.value);
+    }
+    if (!this.remove(client)) return; // dropped as too slow while its last messages went out
     client.finish(CloseCode.Normal, '');
     this.deliver(leaveNotice(client.name));
-  }
-
-  private onDirect(m: DirectMessage): void {
-    if (!this.clients.has(m.from)) return;
-    if (!this.byName.has(m.to)) {
-      this.tell(m.from, errorMessage(`${m.to} is not online`));
-      return;
-    }
-    this.deliver(privateMessage(m.from.name, m.to, m.text));
   }
 
   /** A message for one client only (errors): a full queue drops that client like any other. */
@@ -205,7 +200,6 @@ export class Hub {
     this.register.close();
     this.unregister.close();
     this.broadcast.close();
-    this.direct.close();
     this.roster.close();
   }
 }
