@@ -294,6 +294,15 @@ export class Channel<T> {
     });
   }
 
+  /**
+   * Non-blocking receiveMany: everything receivable right now (up to max), or an empty array.
+   * Go: a loop of `select { case v := <-ch: ... default: }` until the default case fires.
+   */
+  tryReceiveMany(max = Infinity): T[] {
+    const n = Math.min(max, this.count + this.sendCount);
+    return n > 0 ? this.drain(n) : [];
+  }
+
   /** Takes n values (n <= count + sendCount) in receive order. */
   private drain(n: number): T[] {
     const out = new Array<T>(n);

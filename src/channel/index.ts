@@ -3,3 +3,4 @@ export { Channel, ChannelClosedError } from './channel';
 export type { RecvResult, TryReceiveResult } from './channel';
 export { select, trySelect } from './select';
 export type { ElementOf, SelectCases, SelectResult } from './select';
+export { endOfTurn } from './turn';

@@ -30,7 +30,7 @@ export interface App {
 const MAX_HEADER_BYTES = 16 * 1024;
 
 export function createApp(config: Config, log: Logger = silentLogger): App {
-  const hub = new Hub({ log });
+  const hub = new Hub({ log, sendQueue: config.sendQueue });
   const running = hub.run().catch((error: unknown) => {
     // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
     log(`fatal: the Hub stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

@@ -6,7 +6,7 @@
  *   readPump         reads the client's messages and hands them to the Hub; unregisters when done
  *   writePump        drains the client's send channel to the socket, a whole batch per wake-up
  */
-import { ChannelClosedError } from '../../channel';
+import { ChannelClosedError, endOfTurn } from '../../channel';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
 import { Client } from '../models/client';
 import type { Hub } from '../models/hub';
@@ -119,8 +119,11 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
 export async function writePump(client: Client): Promise<void> {
   const { conn, send } = client;
   for (let frames = await send.receiveMany(); frames.length > 0; frames = await send.receiveMany()) {
+    // Let the rest of this event-loop turn's broadcasts queue up behind the first: one write for all.
+    await endOfTurn();
+    const later = send.tryReceiveMany();
     if (conn.readyState !== 'open') continue; // keep draining until the Hub lets go of us
-    if (!conn.sendFrames(frames)) await conn.drained();
+    if (!conn.sendFrames(later.length === 0 ? frames : frames.concat(later))) await conn.drained();
   }
   conn.close(client.closeCode ?? CloseCode.Normal, client.closeReason);
 }

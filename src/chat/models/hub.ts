@@ -17,7 +17,7 @@
  * (Redis pub/sub) would publish what arrives on `broadcast` and call `deliver()` for what the broker
  * hands back; nothing else would change.
  */
-import { Channel, select } from '../../channel';
+import { Channel, endOfTurn, select } from '../../channel';
 import { CloseCode, PreparedFrame } from '../../websocket';
 import { Client } from './client';
 import {
@@ -43,9 +43,11 @@ export interface ClientInfo {
   readonly connectedAt: string;
 }
 
-export interface HubEvents {
+export interface HubOptions {
   /** A client could not join (name taken) or was dropped (too slow). */
   log?: (line: string) => void;
+  /** Capacity of the clients' send channels (SEND_QUEUE); sets how much the Hub fans out per turn. */
+  sendQueue?: number;
 }
 
 /**
@@ -53,8 +55,8 @@ export interface HubEvents {
  * make each one wait for the Hub's next turn; beyond it they wait (backpressure, never unbounded).
  */
 const BROADCAST_BUFFER = 1024;
-/** Broadcasts fanned out per select turn, so register/unregister/roster requests are never starved. */
-const BROADCAST_BATCH = 64;
+/** At most this many fan-outs per event-loop turn, so register/unregister/roster never starve. */
+const MAX_PER_TURN = 64;
 
 export class Hub {
   /** Go: Register chan *Client. Joins are decided here: a name must be unique. */
@@ -73,13 +75,35 @@ export class Hub {
   private readonly byName = new Map<string, Client>();
   private readonly log: (line: string) => void;
 
-  constructor(events: HubEvents = {}) {
-    this.log = events.log ?? (() => {});
+  /**
+   * Fan-outs between two event-loop turns. writePumps flush at the end of a turn (endOfTurn), so a
+   * client's queue holds at most two turns' worth: half its capacity each means a client that keeps
+   * reading is never dropped for a burst. Past the budget the Hub yields a turn, and the bounded
+   * broadcast buffer pushes back on the readers meanwhile.
+   */
+  private readonly perTurn: number;
+  private fannedOut = 0;
+  /** Leave notices owed for clients dropped mid fan-out; they go out first, within the budget. */
+  private readonly owed: ChatMessage[] = [];
+  /** Broadcasts taken so far, and clients whose last messages are still queued ahead of their leave. */
+  private taken = 0;
+  private readonly leaving: { client: Client; after: number }[] = [];
+
+  constructor(options: HubOptions = {}) {
+    this.log = options.log ?? (() => {});
+    this.perTurn = Math.max(1, Math.min(MAX_PER_TURN, Math.floor((options.sendQueue ?? 256) / 2)));
   }
 
   /** Go: func (h *Hub) Run(). Returns after a quit request, with every client closed. */
   async run(): Promise<void> {
     for (;;) {
+      while (this.owed.length > 0 && this.fannedOut < this.perTurn) this.deliver(this.owed.shift()!);
+      if (this.fannedOut >= this.perTurn) {
+        // Let the writePumps flush what this turn queued before fanning out more.
+        this.fannedOut = 0;
+        await endOfTurn();
+        continue;
+      }
       const r = await select({
         register: this.register,
         unregister: this.unregister,
@@ -94,16 +118,15 @@ export class Hub {
         case 'unregister':
           this.onUnregister(r.value!);
           break;
-        case 'broadcast': {
+        case 'broadcast':
           this.onBroadcast(r.value!);
-          // Take what else is already queued in the same turn (bounded, so the other cases get theirs).
-          for (let i = 1; i < BROADCAST_BATCH; i++) {
+          // Take what else is already queued, within this turn's budget.
+          while (this.fannedOut < this.perTurn) {
             const next = this.broadcast.tryReceive();
             if (!next.ready || !next.ok) break;
-            this.onBroadcast(next.value!);
+            this.onBroadcast(next.value);
           }
           break;
-        }
         case 'roster':
           r.value!.trySend(this.list());
           break;
@@ -119,6 +142,7 @@ export class Hub {
    * Encoded once: every socket gets the same bytes.
    */
   deliver(message: ChatMessage): void {
+    this.fannedOut++;
     const frame = PreparedFrame.text(encodeMessage(message));
     if (message.type === 'private') {
       const to = this.byName.get(message.to!);
@@ -134,6 +158,13 @@ export class Hub {
 
   /** Only members speak: a client refused or dropped before its message got here is not heard. */
   private onBroadcast(b: Broadcast): void {
+    this.taken++;
+    this.speak(b);
+    // Leavers whose last messages have now all been delivered.
+    while (this.leaving.length > 0 && this.leaving[0]!.after <= this.taken) this.leave(this.leaving.shift()!.client);
+  }
+
+  private speak(b: Broadcast): void {
     if (b.from !== null && !this.clients.has(b.from)) return;
     const to = b.message.to;
     if (b.from !== null && to !== undefined && !this.byName.has(to)) {
@@ -157,11 +188,14 @@ export class Hub {
 
   private onUnregister(client: Client): void {
     if (!this.clients.has(client)) return;
-    // The client's readPump queued its last messages before unregistering: deliver them first.
-    for (let next = this.broadcast.tryReceive(); next.ready && next.ok; next = this.broadcast.tryReceive()) {
-      this.onBroadcast(next.value);
-    }
-    if (!this.remove(client)) return; // dropped as too slow while its last messages went out
+    // Its readPump queued its last messages before unregistering: they go out before its leave notice.
+    const ahead = this.broadcast.length + this.broadcast.waitingSenders;
+    if (ahead === 0) this.leave(client);
+    else this.leaving.push({ client, after: this.taken + ahead });
+  }
+
+  private leave(client: Client): void {
+    if (!this.remove(client)) return; // dropped as too slow meanwhile
     client.finish(CloseCode.Normal, '');
     this.deliver(leaveNotice(client.name));
   }
@@ -169,6 +203,7 @@ export class Hub {
   /** A message for one client only (errors): a full queue drops that client like any other. */
   private tell(client: Client, message: ChatMessage): void {
     if (client.send.closed) return;
+    this.fannedOut++; // counts against the turn's budget like any fan-out: a flood of errors is a flood too
     if (!client.send.trySend(PreparedFrame.text(encodeMessage(message)))) this.dropSlow(client);
   }
 
@@ -177,7 +212,8 @@ export class Hub {
     const registered = this.remove(client);
     this.log(`dropped name=${JSON.stringify(client.name)} reason="send queue full"`);
     client.drop(CloseCode.PolicyViolation, 'too slow: send queue full');
-    if (registered) this.deliver(leaveNotice(client.name));
+    // Owed, not sent now: a mass drop must not flood everyone's queue within this turn.
+    if (registered) this.owed.push(leaveNotice(client.name));
   }
 
   private remove(client: Client): boolean {
@@ -196,6 +232,8 @@ export class Hub {
     for (const client of this.clients) client.drop(code, reason);
     this.clients.clear();
     this.byName.clear();
+    this.leaving.length = 0;
+    this.owed.length = 0;
     // Anyone still trying to reach the Hub learns it is gone instead of waiting forever.
     this.register.close();
     this.unregister.close();
