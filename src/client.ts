@@ -17,6 +17,8 @@
  * every line is sent, and at the end of input the client waits for the server's answer to the
  * last line, then closes cleanly: nothing typed is lost.
  */
+import { TokenBucket } from './chat/models/rate-limit';
+import { DEFAULTS } from './config';
 import { createInterface, type Interface } from 'node:readline';
 import { parseInput, type ChatMessage } from './chat/models/message';
 import { clientsUrl, parseArgs, USAGE } from './cli/args';
@@ -192,6 +194,9 @@ async function readLoop(session: Session): Promise<CloseInfo> {
 async function inputLoop(session: Session, rl: Interface, interactive: boolean): Promise<void> {
   const { conn, screen, color } = session;
   const note = (text: string): void => screen.print(formatNote(text, color));
+  // Keep to the server's default rate limit, so a long piped file arrives whole instead of being
+  // refused from its 21st line on.
+  const pace = new TokenBucket(DEFAULTS.rateLimitPerSec, DEFAULTS.rateLimitBurst, Date.now());
   for await (const line of rl) {
     const command = line.trim();
     if (command === '/quit') break;
@@ -204,6 +209,7 @@ async function inputLoop(session: Session, rl: Interface, interactive: boolean):
     } else if (command !== '') {
       // "//text" sends "/text"; everything else goes as it is, "@bob hi" included.
       const text = line.startsWith('//') ? line.slice(1) : line;
+      while (!pace.take(Date.now())) await new Promise((r) => setTimeout(r, 1000 / DEFAULTS.rateLimitPerSec));
       if (parseInput(text).kind === 'chat') session.unanswered++;
       // Backpressure: when the socket's buffer is full, stop reading input until it drains.
       if (!conn.send(text)) await conn.drained();

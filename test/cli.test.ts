@@ -157,6 +157,17 @@ describe('wschat-client against a real server', () => {
     expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 reason="" sent=1000$/);
   });
 
+  it('piped: a file longer than the server\'s burst arrives whole (the client keeps to the rate limit)', async () => {
+    const bob = await Observer.join(server.url, 'bob');
+    const lines = Array.from({ length: 30 }, (_, i) => `line ${i}`); // default burst is 20
+    const alice = runClient([server.url, 'alice'], lines.join('\n') + '\n');
+    const seen = await whileRunning(alice, bob.until(left('alice')));
+    expect(seen.filter((m) => m.type === 'chat').map((m) => m.message)).toEqual(lines);
+    const { code, stderr } = await alice.exit;
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(untimed((await alice.exit).stdout)).not.toContain('rate limit');
+  });
+
   it('piped: prints messages from others, private ones marked', async () => {
     const bob = await Observer.join(server.url, 'bob');
     const alice = runClient([server.url, 'alice']); // stdin stays open: alice waits
