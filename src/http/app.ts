@@ -26,6 +26,9 @@ export interface App {
   readonly connections: ReadonlySet<WebSocketConnection>;
 }
 
+/** TCP connections allowed beyond MAX_CONNECTIONS, for page loads, /clients and pending handshakes. */
+const TCP_HEADROOM = 256;
+
 /** Our own HTTP parser limit: request heads larger than this get 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
@@ -48,6 +51,9 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
     connectionsCheckingInterval: Math.min(1000, config.handshakeTimeoutMs),
     keepAliveTimeout: 5_000,
   });
+  // MAX_CONNECTIONS caps WebSockets (503 before the upgrade); this caps raw TCP connections too, so
+  // sockets still in their handshake cannot pile up (the headroom serves pages and /clients).
+  server.maxConnections = config.maxConnections + TCP_HEADROOM;
   const checkOrigin = originPolicy(config.allowedOrigins);
   const ctx = { hub, page, accepting: () => accepting };
 
@@ -56,8 +62,9 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
     const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    if (rejectUnknownUpgrade(req, socket)) {
-      log(`refused peer=${peer} path=${JSON.stringify(req.url)} reason="not a WebSocket endpoint"`);
+    const refused = rejectUnknownUpgrade(req, socket);
+    if (refused !== undefined) {
+      log(`refused peer=${peer} path=${JSON.stringify(req.url)} reason=${JSON.stringify(refused)}`);
       return;
     }
     if (!accepting) {

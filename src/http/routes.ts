@@ -104,15 +104,18 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
   }
 }
 
-/** Upgrade requests that are not for one of our WebSocket paths. */
-export function rejectUnknownUpgrade(req: IncomingMessage, socket: Duplex): boolean {
+/**
+ * Upgrade requests we refuse before looking at the handshake: too many header lines (431) or a path
+ * that is not a WebSocket endpoint (404). Returns the reason it refused, or undefined.
+ */
+export function rejectUnknownUpgrade(req: IncomingMessage, socket: Duplex): string | undefined {
   if (tooManyHeaders(req)) {
     rejectUpgrade(socket, 431, 'too many header lines');
-    return true;
+    return 'too many header lines';
   }
   if (upgradeRoute(req.url) === undefined) {
     rejectUpgrade(socket, 404, 'not found');
-    return true;
+    return 'not a WebSocket endpoint';
   }
-  return false;
+  return undefined;
 }
