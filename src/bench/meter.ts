@@ -1,0 +1,75 @@
+/**
+ * Snapshots of everything a measurement window needs: wall time, the server's CPU, this process's
+ * CPU, the whole machine's busy time (so CPU taken by anything else shows up), and deliveries.
+ */
+import { cpus, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { machineCpuUs } from './proc';
+import type { ServerProcess } from './proc';
+import type { Totals } from './load-client';
+
+export interface Snapshot {
+  readonly wallUs: number;
+  readonly serverUs: number;
+  readonly clientUs: number;
+  readonly machineBusyUs: number;
+  readonly softirqUs: number;
+  readonly chats: number;
+}
+
+export function snapshot(server: ServerProcess, totals: Totals): Snapshot {
+  const cpu = process.cpuUsage();
+  const machine = machineCpuUs();
+  return {
+    wallUs: performance.now() * 1000,
+    serverUs: server.cpuUs(),
+    clientUs: cpu.user + cpu.system,
+    machineBusyUs: machine.busy,
+    softirqUs: machine.softirq,
+    chats: totals.chats,
+  };
+}
+
+export interface Window {
+  readonly seconds: number;
+  readonly deliveries: number;
+  readonly deliveriesPerSec: number;
+  /** Server CPU time per delivery, µs (/proc ticks are 10 ms: short windows are coarse). */
+  readonly serverUsPerDelivery: number;
+  /** CPU use as a percentage of one core. */
+  readonly serverCpuPct: number;
+  readonly clientCpuPct: number;
+  /**
+   * Everything else on the machine, % of one core: other programs, and kernel time not charged to
+   * either process (loopback TCP work done in softirq context is part of it, see softirqPct).
+   */
+  readonly otherCpuPct: number;
+  /** Machine-wide softirq time (mostly the loopback network stack under this load), % of one core. */
+  readonly softirqPct: number;
+  readonly cores: number;
+}
+
+export function window(a: Snapshot, b: Snapshot): Window {
+  const wall = b.wallUs - a.wallUs;
+  const server = b.serverUs - a.serverUs;
+  const client = b.clientUs - a.clientUs;
+  const busy = b.machineBusyUs - a.machineBusyUs;
+  const deliveries = b.chats - a.chats;
+  return {
+    seconds: wall / 1e6,
+    deliveries,
+    deliveriesPerSec: deliveries / (wall / 1e6),
+    serverUsPerDelivery: deliveries > 0 ? server / deliveries : NaN,
+    serverCpuPct: (100 * server) / wall,
+    clientCpuPct: (100 * client) / wall,
+    otherCpuPct: Math.max(0, (100 * (busy - server - client)) / wall),
+    softirqPct: (100 * (b.softirqUs - a.softirqUs)) / wall,
+    cores: cpus().length,
+  };
+}
+
+export function load(): string {
+  return loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+}
