@@ -135,6 +135,38 @@ describe('Utf8Validator', () => {
     expect(validSeen).toBeLessThan(2500);
   });
 
+  it('agrees with isUtf8 on long inputs (the native path) cut anywhere, code points split at the cuts', () => {
+    const rand = prng(1007);
+    let validSeen = 0;
+    for (let round = 0; round < 150; round++) {
+      let s = '';
+      const n = 40 + Math.floor(rand() * 200); // 40..240 code points: well over the native threshold
+      for (let i = 0; i < n; i++) {
+        const kind = rand();
+        s += String.fromCodePoint(
+          kind < 0.4 ? Math.floor(rand() * 0x80) : kind < 0.6 ? 0x80 + Math.floor(rand() * 0x780) : kind < 0.8 ? 0x800 + Math.floor(rand() * 0xd000) : 0x10000 + Math.floor(rand() * 0x100000),
+        );
+      }
+      const bytes = Buffer.from(s, 'utf8');
+      if (rand() < 0.5) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      const input = rand() < 0.2 ? bytes.subarray(0, bytes.length - 1 - Math.floor(rand() * 3)) : bytes;
+      const expected = isUtf8(input);
+      if (expected) validSeen++;
+      for (let cut = 0; cut <= input.length; cut++) expect(inTwo(input, cut), `${input.toString('hex')} cut ${cut}`).toBe(expected);
+      // And in random pieces of 1..300 bytes.
+      const v = new Utf8Validator();
+      let ok = true;
+      for (let at = 0; at < input.length && ok; ) {
+        const next = Math.min(input.length, at + 1 + Math.floor(rand() * 300));
+        ok = v.update(input, at, next);
+        at = next;
+      }
+      expect(ok && v.complete, input.toString('hex')).toBe(expected);
+    }
+    expect(validSeen).toBeGreaterThan(30);
+    expect(validSeen).toBeLessThan(120);
+  });
+
   it('fails on the first bad byte and reset() starts over', () => {
     const v = new Utf8Validator();
     expect(v.update(b(0x61, 0xe2, 0x82), 0, 3)).toBe(true);

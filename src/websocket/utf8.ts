@@ -10,6 +10,9 @@ import { isUtf8 } from 'node:buffer';
 
 export { isUtf8 };
 
+/** Below this many bytes the byte loop is cheaper than a call into native code. */
+const NATIVE_MIN = 64;
+
 export class Utf8Validator {
   /** Continuation bytes still owed by the current code point. */
   private need = 0;
@@ -17,8 +20,36 @@ export class Utf8Validator {
   private lo = 0x80;
   private hi = 0xbf;
 
-  /** Feeds bytes [start, end). Returns false as soon as a byte can never be part of valid UTF-8. */
+  /**
+   * Feeds bytes [start, end). Returns false as soon as a byte can never be part of valid UTF-8.
+   * Long runs go to native `isUtf8`: only a code point split at either edge is walked byte by byte.
+   */
   update(buf: Uint8Array, start: number, end: number): boolean {
+    if (end - start < NATIVE_MIN) return this.walk(buf, start, end);
+    // Finish the code point the previous piece left open.
+    let i = start;
+    while (this.need > 0 && i < end) {
+      if (!this.walk(buf, i, i + 1)) return false;
+      i++;
+    }
+    // Back up over a code point that the end of this piece cuts (at most 3 bytes, RFC 3629).
+    let cut = end;
+    for (let k = end - 1; k >= i && k >= end - 3; k--) {
+      const b = buf[k]!;
+      if (b < 0x80) break; // ASCII: nothing is cut
+      if (b >= 0xc0) {
+        // A lead byte: is its code point complete within [k, end)?
+        const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+        if (end - k < length) cut = k;
+        break;
+      }
+    }
+    if (!isUtf8(buf.subarray(i, cut))) return false;
+    return this.walk(buf, cut, end);
+  }
+
+  /** The byte-by-byte state machine. */
+  private walk(buf: Uint8Array, start: number, end: number): boolean {
     let need = this.need;
     let lo = this.lo;
     let hi = this.hi;
