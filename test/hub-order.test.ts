@@ -4,6 +4,7 @@
  * the unregister case first. Math.random is pinned so select's uniform pick is the worst one.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { endOfTurn } from '../src/channel';
 import { Client } from '../src/chat/models/client';
 import { Hub, whoIsOnline } from '../src/chat/models/hub';
 import { chatMessage, privateMessage } from '../src/chat/models/message';
@@ -18,9 +19,14 @@ function member(name: string): Client {
   return c;
 }
 
-/** The JSON payloads of a client's queued frames (server frames: 2- or 4-byte header, unmasked). */
+/**
+ * What a client's writePump would take in one wake-up (everything queued by the end of the turn),
+ * as JSON payloads (server frames: 2- or 4-byte header, unmasked).
+ */
 async function texts(c: Client): Promise<string[]> {
   const frames = await c.send.receiveMany();
+  await endOfTurn();
+  frames.push(...c.send.tryReceiveMany());
   return frames.map((f) => {
     const m = JSON.parse(f.bytes.subarray(f.bytes.indexOf('{')).toString()) as { type: string; message: string };
     return `${m.type}:${m.message}`;
@@ -50,9 +56,50 @@ describe('Hub ordering', () => {
       said.push(`${message.type}:${message.message}`);
     }
     await hub.unregister.send(alice);
-    await whoIsOnline(hub); // the Hub has finished the unregister once it answers this
 
-    expect(await texts(bob)).toEqual([...said, 'leave:alice left the chat']);
+    // The leave notice waits out the presence window: read until it comes.
+    const got: string[] = [];
+    while (!got.includes('leave:alice left the chat')) got.push(...(await texts(bob)));
+    expect(got).toEqual([...said, 'leave:alice left the chat']);
+    await hub.quit.send({ code: 1001, reason: 'test over' });
+    await running;
+  });
+});
+
+describe('presence notices', () => {
+  it('a burst of joins reaches each client together, each notice only to those who had joined by then', async () => {
+    const hub = new Hub();
+    const running = hub.run();
+    const names = Array.from({ length: 50 }, (_, i) => `user${i}`);
+    const clients = names.map(member);
+    // All register before any notice goes out: the presence window holds them (a timer cannot fire
+    // before this chain of promise jobs yields to the event loop).
+    for (const c of clients) await hub.register.send(c);
+    expect(await whoIsOnline(hub)).toHaveLength(50);
+    expect(clients.map((c) => c.send.length)).toEqual(names.map(() => 0));
+
+    // The first client gets every join, in order, in one wake-up: they were held and sent together.
+    expect(await texts(clients[0]!)).toEqual(names.map((n) => `join:${n} joined the chat`));
+    // Later joiners hear of themselves and of those after them, never of those before.
+    expect(await texts(clients[49]!)).toEqual(['join:user49 joined the chat']);
+    expect(await texts(clients[10]!)).toEqual(names.slice(10).map((n) => `join:${n} joined the chat`));
+    await hub.quit.send({ code: 1001, reason: 'test over' });
+    await running;
+  });
+
+  it('a message said right after a join never overtakes the join notice', async () => {
+    const hub = new Hub();
+    const running = hub.run();
+    const bob = member('bob');
+    await hub.register.send(bob);
+    expect(await texts(bob)).toEqual(['join:bob joined the chat']);
+    const alice = member('alice');
+    await hub.register.send(alice);
+    // alice's notice is waiting out its window; her first words must queue behind it.
+    expect(hub.broadcast.trySend({ from: alice, message: chatMessage('alice', 'hi all') })).toBe(true);
+    const got: string[] = [];
+    while (got.length < 2) got.push(...(await texts(bob)));
+    expect(got).toEqual(['join:alice joined the chat', 'chat:hi all']);
     await hub.quit.send({ code: 1001, reason: 'test over' });
     await running;
   });

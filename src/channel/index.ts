@@ -4,3 +4,4 @@ export type { RecvResult, TryReceiveResult } from './channel';
 export { select, trySelect } from './select';
 export type { ElementOf, SelectCases, SelectResult } from './select';
 export { endOfTurn } from './turn';
+export { newTimer, type Timer } from './time';

@@ -8,6 +8,8 @@ import type { PreparedFrame, WebSocketConnection } from '../../websocket';
 export class Client {
   /** The lesson's Name; empty until the first message has chosen it. */
   name = '';
+  /** Set by the Hub when it admits the client: 1 for the first to join, 2 for the next... */
+  joinSeq = 0;
   /** When the WebSocket connection was accepted. */
   readonly connectedAt = new Date();
   /** The lesson's Send chan: bounded, so a slow reader costs at most `capacity` queued frames. */

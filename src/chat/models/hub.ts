@@ -17,7 +17,7 @@
  * (Redis pub/sub) would publish what arrives on `broadcast` and call `deliver()` for what the broker
  * hands back; nothing else would change.
  */
-import { Channel, endOfTurn, select } from '../../channel';
+import { Channel, endOfTurn, newTimer, select, type Timer } from '../../channel';
 import { CloseCode, PreparedFrame } from '../../websocket';
 import { Client } from './client';
 import {
@@ -38,6 +38,12 @@ export interface Broadcast {
 }
 
 /** One row of the roster that GET /clients shows. */
+/** A message waiting in the Hub's outbox, and who may receive it: the clients with joinSeq ≤ upTo. */
+interface Outgoing {
+  readonly message: ChatMessage;
+  readonly upTo: number;
+}
+
 export interface ClientInfo {
   readonly name: string;
   readonly connectedAt: string;
@@ -55,6 +61,11 @@ export interface HubOptions {
  * make each one wait for the Hub's next turn; beyond it they wait (backpressure, never unbounded).
  */
 const BROADCAST_BUFFER = 1024;
+/**
+ * How long join and leave notices wait for others of the same burst. Long enough that a crowd
+ * connecting at once shares writes, short enough that nobody notices.
+ */
+const PRESENCE_WINDOW_MS = 25;
 /** At most this many fan-outs per event-loop turn, so register/unregister/roster never starve. */
 const MAX_PER_TURN = 64;
 
@@ -72,6 +83,8 @@ export class Hub {
 
   /** Go: Clients map[*Client]bool. A Set keeps join order, which /clients reports. */
   private readonly clients = new Set<Client>();
+  /** Clients admitted so far: the last joinSeq given. */
+  private joined = 0;
   private readonly byName = new Map<string, Client>();
   private readonly log: (line: string) => void;
 
@@ -83,8 +96,17 @@ export class Hub {
    */
   private readonly perTurn: number;
   private fannedOut = 0;
-  /** Leave notices owed for clients dropped mid fan-out; they go out first, within the budget. */
-  private readonly owed: ChatMessage[] = [];
+  /**
+   * Messages waiting their turn, in order. Join and leave notices wait here for PRESENCE_WINDOW_MS,
+   * so a burst of joins (N clients connecting cost N² notices) reaches each client as one write; a
+   * chat message that arrives meanwhile queues behind them, so nobody speaks before their join shows.
+   */
+  private readonly outbox: (Outgoing | undefined)[] = [];
+  private outboxHead = 0;
+  /** Deliver from the outbox now: its window is over, or a message waits behind the notices. */
+  private flushing = false;
+  /** Go: time.NewTimer(window); null (a nil channel in the select: never ready) when none waits. */
+  private window: Timer | null = null;
   /** Broadcasts taken so far, and clients whose last messages are still queued ahead of their leave. */
   private taken = 0;
   private readonly leaving: { client: Client; after: number }[] = [];
@@ -97,7 +119,7 @@ export class Hub {
   /** Go: func (h *Hub) Run(). Returns after a quit request, with every client closed. */
   async run(): Promise<void> {
     for (;;) {
-      while (this.owed.length > 0 && this.fannedOut < this.perTurn) this.deliver(this.owed.shift()!);
+      if (this.flushing) this.flush();
       if (this.fannedOut >= this.perTurn) {
         // Let the writePumps flush what this turn queued before fanning out more.
         this.fannedOut = 0;
@@ -110,8 +132,13 @@ export class Hub {
         broadcast: this.broadcast,
         roster: this.roster,
         quit: this.quit,
+        window: this.window?.c ?? null,
       });
       switch (r.case) {
+        case 'window':
+          this.window = null;
+          this.flushing = true;
+          break;
         case 'register':
           this.onRegister(r.value!);
           break;
@@ -120,8 +147,8 @@ export class Hub {
           break;
         case 'broadcast':
           this.onBroadcast(r.value!);
-          // Take what else is already queued, within this turn's budget.
-          while (this.fannedOut < this.perTurn) {
+          // Take what else is already queued, within this turn's budget (one at a time while notices wait).
+          while (this.fannedOut < this.perTurn && this.outboxHead === this.outbox.length) {
             const next = this.broadcast.tryReceive();
             if (!next.ready || !next.ok) break;
             this.onBroadcast(next.value);
@@ -141,16 +168,17 @@ export class Hub {
    * Sends a message to the local clients it is for: everyone, or the addressee of a private one.
    * Encoded once: every socket gets the same bytes.
    */
-  deliver(message: ChatMessage): void {
+  deliver(message: ChatMessage, upTo = this.joined): void {
     this.fannedOut++;
     const frame = PreparedFrame.text(encodeMessage(message));
     if (message.type === 'private') {
       const to = this.byName.get(message.to!);
-      if (to !== undefined && !to.send.trySend(frame)) this.dropSlow(to);
+      if (to !== undefined && to.joinSeq <= upTo && !to.send.trySend(frame)) this.dropSlow(to);
       return;
     }
     let slow: Client[] | undefined;
     for (const client of this.clients) {
+      if (client.joinSeq > upTo) break; // join order: everyone after this joined after it was said
       if (!client.send.trySend(frame)) (slow ??= []).push(client);
     }
     if (slow !== undefined) for (const client of slow) this.dropSlow(client);
@@ -171,7 +199,49 @@ export class Hub {
       this.tell(b.from, errorMessage(`${to} is not online`));
       return;
     }
-    this.deliver(b.message);
+    this.send(b.message);
+  }
+
+  /** A message that must keep its place behind any waiting notices; for those present now. */
+  private send(message: ChatMessage): void {
+    if (this.outboxHead === this.outbox.length) {
+      this.deliver(message);
+    } else {
+      this.outbox.push({ message, upTo: this.joined });
+      this.flushing = true;
+    }
+  }
+
+  /**
+   * A join or leave notice for the clients who had joined by then (`upTo`): it waits for the presence
+   * window, with the others of the same burst.
+   */
+  private announce(notice: ChatMessage, upTo: number): void {
+    if (this.clients.size === 0) {
+      // Nobody left to tell anything: what waits in the outbox has no audience either.
+      this.clearOutbox();
+      return;
+    }
+    this.outbox.push({ message: notice, upTo });
+    if (!this.flushing && this.window === null) this.window = newTimer(PRESENCE_WINDOW_MS);
+  }
+
+  /** Delivers from the outbox in order, within the turn's budget. */
+  private flush(): void {
+    while (this.outboxHead < this.outbox.length && this.fannedOut < this.perTurn) {
+      const { message, upTo } = this.outbox[this.outboxHead]!;
+      this.outbox[this.outboxHead++] = undefined; // keep no reference to what went out
+      this.deliver(message, upTo);
+    }
+    if (this.outboxHead === this.outbox.length) this.clearOutbox();
+  }
+
+  private clearOutbox(): void {
+    this.outbox.length = 0;
+    this.outboxHead = 0;
+    this.flushing = false;
+    this.window?.stop();
+    this.window = null;
   }
 
   private onRegister(client: Client): void {
@@ -183,7 +253,8 @@ export class Hub {
     }
     this.clients.add(client);
     this.byName.set(client.name, client);
-    this.deliver(joinNotice(client.name));
+    client.joinSeq = ++this.joined;
+    this.announce(joinNotice(client.name), client.joinSeq);
   }
 
   private onUnregister(client: Client): void {
@@ -197,7 +268,7 @@ export class Hub {
   private leave(client: Client): void {
     if (!this.remove(client)) return; // dropped as too slow meanwhile
     client.finish(CloseCode.Normal, '');
-    this.deliver(leaveNotice(client.name));
+    this.announce(leaveNotice(client.name), this.joined);
   }
 
   /** A message for one client only (errors): a full queue drops that client like any other. */
@@ -212,8 +283,9 @@ export class Hub {
     const registered = this.remove(client);
     this.log(`dropped name=${JSON.stringify(client.name)} reason="send queue full"`);
     client.drop(CloseCode.PolicyViolation, 'too slow: send queue full');
-    // Owed, not sent now: a mass drop must not flood everyone's queue within this turn.
-    if (registered) this.owed.push(leaveNotice(client.name));
+    // Announced like any leave (not sent from inside a fan-out): a mass drop must not overflow
+    // everyone's queue within this turn.
+    if (registered) this.announce(leaveNotice(client.name), this.joined);
   }
 
   private remove(client: Client): boolean {
@@ -233,7 +305,7 @@ export class Hub {
     this.clients.clear();
     this.byName.clear();
     this.leaving.length = 0;
-    this.owed.length = 0;
+    this.clearOutbox();
     // Anyone still trying to reach the Hub learns it is gone instead of waiting forever.
     this.register.close();
     this.unregister.close();
