@@ -10,6 +10,14 @@ const SUB = 1 << SUB_BITS;
 const MAX_EXP = 31;
 const BUCKETS = LINEAR + (MAX_EXP - 8) * SUB;
 
+/** A histogram as plain data, to send from a worker thread to the main thread (postMessage). */
+export interface HistogramData {
+  readonly counts: Float64Array;
+  readonly count: number;
+  readonly max: number;
+  readonly sum: number;
+}
+
 export class Histogram {
   private readonly counts = new Float64Array(BUCKETS);
   count = 0;
@@ -25,11 +33,17 @@ export class Histogram {
     if (v > this.max) this.max = v;
   }
 
-  add(other: Histogram): void {
+  add(other: HistogramData): void {
+    if (other.counts.length !== BUCKETS) throw new Error('histogram: bucket layouts differ');
     for (let i = 0; i < BUCKETS; i++) this.counts[i]! += other.counts[i]!;
     this.count += other.count;
     this.sum += other.sum;
     if (other.max > this.max) this.max = other.max;
+  }
+
+  /** A copy of the samples as plain data (another histogram merges it with add()). */
+  data(): HistogramData {
+    return { counts: this.counts.slice(), count: this.count, max: this.max, sum: this.sum };
   }
 
   reset(): void {

@@ -1,12 +1,12 @@
 /**
  * Snapshots of everything a measurement window needs: wall time, the server's CPU, this process's
- * CPU, the whole machine's busy time (so CPU taken by anything else shows up), and deliveries.
+ * CPU (all its threads), the whole machine's busy time (so CPU taken by anything else shows up),
+ * and deliveries.
  */
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { machineCpuUs } from './proc';
 import type { ServerProcess } from './proc';
-import type { Totals } from './load-client';
 
 export interface Snapshot {
   readonly wallUs: number;
@@ -17,7 +17,9 @@ export interface Snapshot {
   readonly chats: number;
 }
 
-export function snapshot(server: ServerProcess, totals: Totals): Snapshot {
+/** `clients.chats`: deliveries so far (LoadClients sums them over its threads). */
+export function snapshot(server: ServerProcess, clients: { readonly chats: number }): Snapshot {
+  // getrusage(RUSAGE_SELF): every thread of this process, so the load client's worker threads too.
   const cpu = process.cpuUsage();
   const machine = machineCpuUs();
   return {
@@ -26,7 +28,7 @@ export function snapshot(server: ServerProcess, totals: Totals): Snapshot {
     clientUs: cpu.user + cpu.system,
     machineBusyUs: machine.busy,
     softirqUs: machine.softirq,
-    chats: totals.chats,
+    chats: clients.chats,
   };
 }
 

@@ -9,8 +9,13 @@
  * Flags: --scenario=fixed,saturate,idle,slow,micro  --seconds=10 --warmup=1 --clients=500
  *   --senders=10 --window=4 --rate=10 --padding=0 --idle=10000 --batch=250 --settle=3 --slow-clients=100
  *   --slow-rate=40 (quick: 80) --slow-padding=3500 --slow-max-seconds=30 --micro-ms=500
+ *   --workers=N (load-client threads for fixed, saturate and slow; default fixed 2, saturate 1, slow 2)
  *   --profile[=/tmp/prof] --profile-scenario=saturate|fixed|idle|slow --top=25
  *   --open-files=20000 --server-args="--max-semi-space-size=1" (node options for the server)
+ *
+ * Load-client threads: with --workers=N the receiving connections are spread over N threads, this
+ * one and N-1 worker threads (load-threads.ts), so that the load client does not process every
+ * socket of a fan-out one after the other. "load CPU%" is the CPU of the whole process, all threads.
  *
  * Open files: 10,000 idle connections need that many descriptors in this process and in the
  * server. The server is started as `sh -c 'ulimit -n N; exec node dist/server.js'`; this process
@@ -28,6 +33,8 @@ import { fixedRate, idle, saturate, slowConsumer, type BenchArgs, type Figures, 
 
 const ROOT = resolve(__dirname, '..', '..');
 const ALL = ['fixed', 'saturate', 'idle', 'slow', 'micro'] as const;
+/** More load threads than this only compete with the server for the cores. */
+const MAX_WORKERS = 16;
 type ScenarioName = (typeof ALL)[number];
 
 function parseFlags(argv: readonly string[]): Map<string, string> {
@@ -42,7 +49,7 @@ function parseFlags(argv: readonly string[]): Map<string, string> {
 
 const KNOWN = new Set([
   'scenario', 'quick', 'seconds', 'warmup', 'clients', 'senders', 'window', 'rate', 'padding', 'idle', 'batch', 'settle',
-  'slow-clients', 'slow-rate', 'slow-padding', 'slow-max-seconds', 'micro-ms', 'profile', 'open-files', 'top', 'server-args', 'profile-scenario',
+  'slow-clients', 'slow-rate', 'slow-padding', 'slow-max-seconds', 'micro-ms', 'profile', 'open-files', 'top', 'server-args', 'profile-scenario', 'workers',
 ]);
 
 function num(flags: Map<string, string>, name: string, fallback: number, min = 0): number {
@@ -80,7 +87,9 @@ function buildArgs(flags: Map<string, string>): { args: BenchArgs; scenarios: Sc
     serverArgs: (flags.get('server-args') ?? '').split(' ').filter((a) => a !== ''),
     profileDir: profile === undefined ? undefined : profile === 'true' ? '/tmp/prof' : resolve(profile),
     profileScenario: flags.get('profile-scenario') ?? 'saturate',
+    workers: flags.has('workers') ? Math.round(num(flags, 'workers', 1, 1)) : undefined,
   };
+  if (args.workers !== undefined && args.workers > MAX_WORKERS) throw new Error(`--workers: at most ${MAX_WORKERS}`);
   if (!['fixed', 'saturate', 'idle', 'slow'].includes(args.profileScenario)) throw new Error('--profile-scenario: fixed, saturate, idle or slow');
   if (args.senders > args.clients) throw new Error('--senders must not exceed --clients');
   if (args.senders > args.slowClients) throw new Error('--senders must not exceed --slow-clients');
@@ -153,17 +162,19 @@ function report(results: readonly ScenarioResult[], micro: readonly MicroResult[
         ['scenario', ...cols.map((c) => c[0])],
         flow.map((r) => {
           const f = r.figures;
+          const tail = ` ${f.loadThreads}t${f.profiled ? ' (profiled)' : ''}`;
           const label =
             r.name === 'fixed'
-              ? `fixed ${f.clients}c ${f.senders}x${f.ratePerSender}/s${f.profiled ? ' (profiled)' : ''}`
+              ? `fixed ${f.clients}c ${f.senders}x${f.ratePerSender}/s${tail}`
               : r.name === 'saturate'
-                ? `saturate ${f.clients}c ${f.senders}s w${f.window}${f.profiled ? ' (profiled)' : ''}`
-                : `slow ${f.healthyClients}+1c ${f.senders}x${f.ratePerSender}/s${f.profiled ? ' (profiled)' : ''}`;
+                ? `saturate ${f.clients}c ${f.senders}s w${f.window}${tail}`
+                : `slow ${f.healthyClients}+1c ${f.senders}x${f.ratePerSender}/s${tail}`;
           return [label, ...cols.map(([, k]) => fmt(k === 'lost' && r.name === 'slow' ? f.healthyLost : f[k]))];
         }),
       ),
     );
-    out.push('  (CPU% = % of one core; the machine has ' + cpus().length + ' cores. "other" = everything but server and load client.)');
+    out.push('  (CPU% = % of one core; the machine has ' + cpus().length + ' cores. "other" = everything but server and load client.');
+    out.push('   Nt = the load client ran its connections in N threads; its CPU% covers all of them.)');
   }
   const idleResult = results.find((r) => r.name === 'idle');
   if (idleResult) {

@@ -8,7 +8,9 @@
  *   slow       a client that stops reading is dropped, the others lose nothing
  */
 import { performance } from 'node:perf_hooks';
-import { BenchClient, openClients, Totals, type SenderHooks } from './load-client';
+import type { Histogram } from './histogram';
+import type { BenchClient, SenderHooks } from './load-client';
+import { LoadClients, type LoadOptions } from './load-threads';
 import { load, snapshot, window, type Window } from './meter';
 import { procOpenFilesLimit, ServerProcess } from './proc';
 
@@ -41,7 +43,21 @@ export interface BenchArgs {
   readonly profileDir: string | undefined;
   /** Which scenario --profile applies to (saturate unless --profile-scenario says otherwise). */
   readonly profileScenario: string;
+  /** --workers: load-client threads for fixed, saturate and slow; undefined: DEFAULT_WORKERS. */
+  readonly workers: number | undefined;
 }
+
+/**
+ * Load-client threads (load-threads.ts) per scenario, unless --workers says otherwise; measured on
+ * 2 cores. fixed: with one thread the last socket of each 500-way fan-out waits for the other 499,
+ * and p50/p99 are the load client's (about 3/4.8 ms); two threads bring them to about 2/4.2 ms,
+ * three add nothing more. slow (100 clients): a slightly lower p50, kept like fixed. saturate is
+ * closed-loop and CPU-bound: extra threads only take CPU from the server (about 3% fewer
+ * deliveries/s), so it keeps one. More threads make "srv µs/deliv" higher (on loopback the
+ * server's write wakes the receiving thread, and a thread that keeps up sleeps between
+ * deliveries): compare that figure between runs with the same thread count.
+ */
+export const DEFAULT_WORKERS = { fixed: 2, saturate: 1, slow: 2 } as const;
 
 export type Figures = Record<string, number | string | boolean | null>;
 
@@ -72,8 +88,7 @@ function dueMessages(rate: number, elapsedMs: number, i: number, n: number): num
   return Math.max(0, Math.floor((rate * elapsedMs) / 1000 - i / n) + 1);
 }
 
-function latencyFigures(totals: Totals): Figures {
-  const h = totals.latency;
+function latencyFigures(h: Histogram): Figures {
   return {
     latencySamples: h.count,
     p50Ms: ms(h.quantile(0.5)),
@@ -96,13 +111,14 @@ function windowFigures(w: Window): Figures {
   };
 }
 
-/** Starts a server, runs `body`, and always stops the server and closes every client. */
+/** Starts a server, runs `body`, and always stops the server and closes every client and load thread. */
 async function withServer<T>(
   args: BenchArgs,
   logName: string,
   env: Record<string, string>,
   profile: boolean,
-  body: (server: ServerProcess, clients: BenchClient[]) => Promise<T>,
+  loadOptions: LoadOptions,
+  body: (server: ServerProcess, clients: LoadClients) => Promise<T>,
   inspect = false,
 ): Promise<T> {
   const server = new ServerProcess(args.root, {
@@ -113,51 +129,47 @@ async function withServer<T>(
     openFiles: args.openFiles,
     ...(profile && args.profileDir !== undefined ? { profileDir: args.profileDir } : {}),
   });
-  const clients: BenchClient[] = [];
+  let clients: LoadClients | undefined;
   try {
     await server.ready();
+    clients = new LoadClients(loadOptions);
     return await body(server, clients);
   } finally {
     // Server first: clients closing one by one would make it send N² leave notices.
     await server.stop();
-    for (const c of clients) c.destroy();
+    await clients?.close();
   }
 }
 
 /**
- * Opens `n` chat clients (the first `senders` of them are senders 0..senders-1) and waits for every
- * join notice: client k sees the joins of everyone registered after it, itself included, so the
- * total is n(n+1)/2 whatever the order.
+ * Opens `n` more chat clients (overall the first `senders` are senders 0..senders-1) and waits for
+ * every join notice: client k sees the joins of everyone registered after it, itself included, so
+ * the total is n(n+1)/2 whatever the order, and whichever thread each client is in.
+ * Resolves with the clients opened in this thread.
  */
 async function joinClients(
   server: ServerProcess,
-  clients: BenchClient[],
+  clients: LoadClients,
   n: number,
-  senders: number,
-  totals: Totals,
-  hooks: SenderHooks | undefined,
   name: (i: number) => string = (i) => `c${i}`,
-): Promise<void> {
-  const base = clients.length;
-  await openClients(
-    n,
-    (i) =>
-      new BenchClient({
-        port: server.port,
-        name: name(base + i),
-        totals,
-        senders,
-        ...(base + i < senders ? { senderIndex: base + i } : {}),
-        ...(hooks ? { hooks } : {}),
-      }),
-    clients,
-  );
-  const total = base + n;
+  local = false,
+): Promise<BenchClient[]> {
+  const here = await clients.open(server.port, n, name, local);
+  const total = clients.opened;
   const expected = (total * (total + 1)) / 2;
-  const ok = await waitFor(() => totals.joins >= expected || totals.leaves > 0, 120_000, 10);
-  if (!ok || totals.leaves > 0 || totals.joins !== expected) {
-    throw new Error(`join notices: ${totals.joins} of ${expected}, leaves ${totals.leaves} (a client was dropped while joining?)`);
+  const ok = await waitFor(() => clients.joins >= expected || clients.leaves > 0 || clients.failure !== null, 120_000, 10);
+  checkThreads(clients);
+  const joins = clients.joins;
+  if (!ok || clients.leaves > 0 || joins !== expected) {
+    throw new Error(`join notices: ${joins} of ${expected}, leaves ${clients.leaves} (a client was dropped while joining?)`);
   }
+  return here;
+}
+
+/** Throws the error of a load thread that failed: its figures would be missing. */
+function checkThreads(clients: LoadClients): void {
+  const failure = clients.failure;
+  if (failure !== null) throw failure;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,17 +178,16 @@ async function joinClients(
 export async function fixedRate(args: BenchArgs): Promise<ScenarioResult> {
   const notes: string[] = [];
   const profiled = args.profileDir !== undefined && args.profileScenario === 'fixed';
-  return withServer(args, 'fixed.log', {}, profiled, async (server, clients) => {
-    const totals = new Totals();
-    await joinClients(server, clients, args.clients, args.senders, totals, undefined);
-    const senders = clients.slice(0, args.senders);
+  const threads = Math.min(args.workers ?? DEFAULT_WORKERS.fixed, args.clients);
+  return withServer(args, 'fixed.log', {}, profiled, { threads, senders: args.senders }, async (server, clients) => {
+    const here = await joinClients(server, clients, args.clients);
+    const senders = here.slice(0, args.senders);
     const text = padding(args.padding);
     const perSender = Math.max(1, Math.round(args.rate * args.seconds));
 
-    totals.latency.reset();
-    totals.recording = true;
+    clients.startRecording();
     const loadBefore = load();
-    const a = snapshot(server, totals);
+    const a = snapshot(server, clients);
     const start = performance.now();
     await new Promise<void>((resolve) => {
       // One timer for all senders: each one owes rate × elapsed messages, the senders' schedules
@@ -195,9 +206,10 @@ export async function fixedRate(args: BenchArgs): Promise<ScenarioResult> {
     });
     const sent = perSender * senders.length;
     const expected = sent * args.clients;
-    const drained = await waitFor(() => totals.chats >= expected, 15_000, 2);
-    const b = snapshot(server, totals);
-    totals.recording = false;
+    const drained = await waitFor(() => clients.chats >= expected || clients.failure !== null, 15_000, 2);
+    const b = snapshot(server, clients);
+    clients.stopRecording();
+    checkThreads(clients);
     if (!drained) notes.push(`fixed: not every delivery arrived within 15 s of the last send`);
     return {
       name: 'fixed',
@@ -206,14 +218,15 @@ export async function fixedRate(args: BenchArgs): Promise<ScenarioResult> {
         clients: args.clients,
         senders: args.senders,
         ratePerSender: args.rate,
+        loadThreads: threads,
         profiled,
         offeredDeliveriesPerSec: args.rate * args.senders * args.clients,
         sent,
         expected,
-        lost: expected - totals.chats,
-        reordered: totals.reordered,
+        lost: expected - clients.chats,
+        reordered: clients.reordered,
         ...windowFigures(window(a, b)),
-        ...latencyFigures(totals),
+        ...latencyFigures(await clients.latency()),
         loadavg: `${loadBefore} -> ${load()}`,
       },
     };
@@ -226,33 +239,34 @@ export async function fixedRate(args: BenchArgs): Promise<ScenarioResult> {
 export async function saturate(args: BenchArgs): Promise<ScenarioResult> {
   const notes: string[] = [];
   const profiled = args.profileDir !== undefined && args.profileScenario === 'saturate';
-  return withServer(args, 'saturate.log', {}, profiled, async (server, clients) => {
-    const totals = new Totals();
-    const text = padding(args.padding);
-    let running = true;
-    // Closed loop: a sender sends its next message when its own previous one comes back.
-    const hooks: SenderHooks = {
-      onOwnMessage(client) {
-        if (running) client.sendChat(text);
-      },
-    };
-    await joinClients(server, clients, args.clients, args.senders, totals, hooks);
-    const senders = clients.slice(0, args.senders);
+  const text = padding(args.padding);
+  let running = true;
+  // Closed loop: a sender sends its next message when its own previous one comes back. The
+  // senders are in this thread (LoadClients), so the hook runs here.
+  const hooks: SenderHooks = {
+    onOwnMessage(client) {
+      if (running) client.sendChat(text);
+    },
+  };
+  const threads = Math.min(args.workers ?? DEFAULT_WORKERS.saturate, args.clients);
+  return withServer(args, 'saturate.log', {}, profiled, { threads, senders: args.senders, hooks }, async (server, clients) => {
+    const here = await joinClients(server, clients, args.clients);
+    const senders = here.slice(0, args.senders);
     for (const s of senders) for (let i = 0; i < args.window; i++) s.sendChat(text);
 
     await sleep(args.warmup * 1000);
-    totals.latency.reset();
-    totals.recording = true;
+    clients.startRecording();
     const loadBefore = load();
-    const a = snapshot(server, totals);
+    const a = snapshot(server, clients);
     await sleep(args.seconds * 1000);
-    const b = snapshot(server, totals);
-    totals.recording = false;
+    const b = snapshot(server, clients);
+    clients.stopRecording();
     running = false;
 
     const sent = senders.reduce((n, s) => n + s.sent, 0);
     const expected = sent * args.clients;
-    const drained = await waitFor(() => totals.chats >= expected, 15_000, 2);
+    const drained = await waitFor(() => clients.chats >= expected || clients.failure !== null, 15_000, 2);
+    checkThreads(clients);
     if (!drained) notes.push('saturate: not every delivery arrived within 15 s after the senders stopped');
     return {
       name: 'saturate',
@@ -261,12 +275,13 @@ export async function saturate(args: BenchArgs): Promise<ScenarioResult> {
         clients: args.clients,
         senders: args.senders,
         window: args.window,
+        loadThreads: threads,
         profiled,
         ...windowFigures(window(a, b)),
-        ...latencyFigures(totals),
+        ...latencyFigures(await clients.latency()),
         sent,
-        lost: expected - totals.chats,
-        reordered: totals.reordered,
+        lost: expected - clients.chats,
+        reordered: clients.reordered,
         loadavg: `${loadBefore} -> ${load()}`,
       },
     };
@@ -294,7 +309,8 @@ export async function idle(args: BenchArgs): Promise<ScenarioResult> {
   // The inspector lets us force a full GC over there (HeapProfiler.collectGarbage): without it the
   // heap keeps the slack of the join storm for an unpredictable time.
   const profiled = args.profileDir !== undefined && args.profileScenario === 'idle';
-  return withServer(args, 'idle.log', env, profiled, async (server, clients) => {
+  // One load thread: nothing is timed here, and the joins arrive in batches the server paces.
+  return withServer(args, 'idle.log', env, profiled, { threads: 1, senders: 0 }, async (server, clients) => {
     const limit = procOpenFilesLimit(server.pid);
     const n = args.idle;
     if (limit < n + 100) notes.push(`idle: the server's open-files limit is ${limit}, too low for ${n} connections`);
@@ -302,15 +318,14 @@ export async function idle(args: BenchArgs): Promise<ScenarioResult> {
     await server.collectGarbage();
     const rssBefore = await settledRss(server, 500, 3, 300);
 
-    const totals = new Totals();
     const loadBefore = load();
-    const a = snapshot(server, totals);
+    const a = snapshot(server, clients);
     const joinStart = performance.now();
     for (let k = 0; k < n; k += args.batch) {
-      await joinClients(server, clients, Math.min(args.batch, n - k), 0, totals, undefined);
+      await joinClients(server, clients, Math.min(args.batch, n - k));
     }
     const joinSeconds = (performance.now() - joinStart) / 1000;
-    const b = snapshot(server, totals);
+    const b = snapshot(server, clients);
     const joinWindow = window(a, b);
     const registered = await server.clientCount();
     if (registered !== n) notes.push(`idle: GET /clients says ${registered}, expected ${n}`);
@@ -318,7 +333,7 @@ export async function idle(args: BenchArgs): Promise<ScenarioResult> {
     const rssSettled = await settledRss(server, 1000, Math.max(2, Math.round(args.settle / 0.5)), 500);
     await server.collectGarbage();
     const rssAfterGc = await settledRss(server, 500, 3, 300);
-    if (totals.leaves > 0 || clients.some((c) => c.ended)) notes.push('idle: some clients were closed while idle');
+    if (clients.leaves > 0 || clients.ended > 0) notes.push('idle: some clients were closed while idle');
     return {
       name: 'idle',
       notes,
@@ -334,10 +349,10 @@ export async function idle(args: BenchArgs): Promise<ScenarioResult> {
         kibPerConnection: round((rssAfterGc - rssBefore) / n, 2),
         kibPerConnectionNoGc: round((rssSettled - rssBefore) / n, 2),
         settleSeconds: args.settle,
-        joinNotices: totals.joins,
+        joinNotices: clients.joins,
         joinSeconds: round(joinSeconds, 2),
-        joinDeliveriesPerSec: Math.round(totals.joins / joinSeconds),
-        joinServerUsPerDelivery: round((b.serverUs - a.serverUs) / Math.max(1, totals.joins), 3),
+        joinDeliveriesPerSec: Math.round(clients.joins / joinSeconds),
+        joinServerUsPerDelivery: round((b.serverUs - a.serverUs) / Math.max(1, clients.joins), 3),
         joinServerCpuPct: round(joinWindow.serverCpuPct),
         joinClientCpuPct: round(joinWindow.clientCpuPct),
         joinOtherCpuPct: round(joinWindow.otherCpuPct),
@@ -357,15 +372,17 @@ export async function slowConsumer(args: BenchArgs): Promise<ScenarioResult> {
   // The default SEND_QUEUE and MAX_BUFFERED_BYTES: the point is what the server does out of the box.
   const env = { MAX_MESSAGE_BYTES: String(Math.max(4096, args.slowPadding + 256)) };
   const profiled = args.profileDir !== undefined && args.profileScenario === 'slow';
-  return withServer(args, 'slow.log', env, profiled, async (server, clients) => {
-    const totals = new Totals();
-    totals.watchLeaves = true;
+  const threads = Math.min(args.workers ?? DEFAULT_WORKERS.slow, args.slowClients);
+  // The senders are in this thread and see every leave notice: watching them is enough.
+  return withServer(args, 'slow.log', env, profiled, { threads, senders: args.senders, watchLeaves: true }, async (server, clients) => {
+    const totals = clients.totals;
     const healthyCount = args.slowClients;
-    await joinClients(server, clients, healthyCount, args.senders, totals, undefined, (i) => `h${i}`);
-    await joinClients(server, clients, 1, args.senders, totals, undefined, () => 'slow');
-    const healthy = clients.slice(0, healthyCount);
-    const slow = clients[healthyCount]!;
-    const senders = clients.slice(0, args.senders);
+    const here = await joinClients(server, clients, healthyCount, (i) => `h${i}`);
+    // The slow client stays in this thread: it is paused and resumed from here.
+    const slow = (await joinClients(server, clients, 1, () => 'slow', true))[0]!;
+    const senders = here.slice(0, args.senders);
+    // Chat messages the healthy clients received, wherever they are.
+    const healthyChats = (): number => clients.chats - slow.chats;
 
     // RSS every 100 ms from here on.
     const rss: number[] = [];
@@ -373,10 +390,9 @@ export async function slowConsumer(args: BenchArgs): Promise<ScenarioResult> {
     const rssBefore = server.rssKiB();
     slow.socket.pause(); // stops reading from the kernel: its receive window closes, the server's queue grows
 
-    totals.latency.reset();
-    totals.recording = true;
+    clients.startRecording();
     const loadBefore = load();
-    const a = snapshot(server, totals);
+    const a = snapshot(server, clients);
     const start = performance.now();
     let droppedAt: number | null = null;
     let stopAt = start + args.slowMaxSeconds * 1000;
@@ -400,12 +416,14 @@ export async function slowConsumer(args: BenchArgs): Promise<ScenarioResult> {
       }, 5);
     });
     const sent = senders.reduce((n, s) => n + s.sent, 0);
-    const drained = await waitFor(() => healthy.every((c) => c.chats >= sent), 15_000, 5);
-    const b = snapshot(server, totals);
-    totals.recording = false;
+    // Every healthy client should receive every message once (a duplicate would count as reordered).
+    const drained = await waitFor(() => healthyChats() >= healthyCount * sent || clients.failure !== null, 15_000, 5);
+    const b = snapshot(server, clients);
+    clients.stopRecording();
+    checkThreads(clients);
     if (!drained) notes.push('slow: healthy clients did not receive everything within 15 s');
-    const lost = healthy.reduce((n, c) => n + (sent - c.chats), 0);
-    const latency = latencyFigures(totals);
+    const lost = healthyCount * sent - healthyChats();
+    const latency = latencyFigures(await clients.latency());
 
     // Let the slow client read again: what did the server leave it? (a 1008 close frame if the
     // server still had the socket, else only the end of the stream)
@@ -425,6 +443,7 @@ export async function slowConsumer(args: BenchArgs): Promise<ScenarioResult> {
       figures: {
         healthyClients: healthyCount,
         senders: args.senders,
+        loadThreads: threads,
         profiled,
         ratePerSender: args.slowRate,
         messageBytes: args.slowPadding,
@@ -437,8 +456,8 @@ export async function slowConsumer(args: BenchArgs): Promise<ScenarioResult> {
         slowBytesAfterResume: slow.bytes - slowBytesBefore,
         sent,
         healthyLost: lost,
-        reordered: totals.reordered,
-        leaveNotices: totals.leaves,
+        reordered: clients.reordered,
+        leaveNotices: clients.leaves,
         rssBeforeKiB: rssBefore,
         rssPeakKiB: Math.max(rssBefore, ...rss.filter(Number.isFinite)),
         rssAfterKiB: rssAfter,
