@@ -354,9 +354,6 @@ describe('slowloris: HANDSHAKE_TIMEOUT_MS=300', () => {
 
 describe('close() guards the wire', () => {
   it('refuses codes that may never be sent (§7.4.1: 1005, 1006, 1015 are for reports only)', async () => {
-    const { createApp } = await import('../src/http/app');
-    const { loadConfig } = await import('../src/config');
-    const { connect } = await import('../src/websocket');
     const app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1' }));
     const { port } = await app.listen();
     try {

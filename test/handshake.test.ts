@@ -283,3 +283,79 @@ describe('client side of the handshake (§4.1)', () => {
     }
   });
 });
+
+describe('client side of the handshake (§4.1)', () => {
+  /** A fake server that reads the request head and answers with `respond(key)`, raw. */
+  async function fakeServer(respond: (key: string) => string): Promise<{ url: string; request: Promise<string>; close: () => Promise<void> }> {
+    let gotRequest!: (head: string) => void;
+    const request = new Promise<string>((r) => (gotRequest = r));
+    const server = createServer((socket) => {
+      let head = '';
+      socket.on('error', () => {});
+      socket.on('data', (chunk) => {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        gotRequest(head.slice(0, end + 4));
+        const key = /\r\nSec-WebSocket-Key: (\S+)/.exec(head)![1]!;
+        socket.write(respond(key));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `ws://127.0.0.1:${port}/chat?room=1`,
+      request,
+      close: () => new Promise<void>((r) => { server.close(() => r()); server.unref(); }),
+    };
+  }
+  const ok = (key: string, extra = ''): string =>
+    `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n${extra}\r\n`;
+
+  it('sends exactly the §4.1 request, with Origin and extra headers, and accepts a correct 101', async () => {
+    const s = await fakeServer((key) => ok(key));
+    try {
+      const conn = await connect(s.url, { origin: 'http://example.test', headers: { 'X-Test': 'yes' } });
+      const head = await s.request;
+      const key = /\r\nSec-WebSocket-Key: (\S+)/.exec(head)![1]!;
+      expect(Buffer.from(key, 'base64')).toHaveLength(16);
+      expect(head).toBe(
+        `GET /chat?room=1 HTTP/1.1\r\nHost: ${new URL(s.url).host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://example.test\r\nX-Test: yes\r\n\r\n`,
+      );
+      expect(conn.readyState).toBe('open');
+      conn.terminate();
+    } finally {
+      await s.close();
+    }
+  });
+
+  const refusals: [string, (key: string) => string, string][] = [
+    ['a wrong Sec-WebSocket-Accept', (key) => ok(key.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))), 'Sec-WebSocket-Accept does not match the key'],
+    ['no Upgrade header', (key) => ok(key).replace('Upgrade: websocket\r\n', ''), '101 response without Upgrade: websocket / Connection: Upgrade'],
+    ['an extension we did not offer', (key) => ok(key, 'Sec-WebSocket-Extensions: permessage-deflate\r\n'), 'server selected an extension or subprotocol we did not offer'],
+    ['a subprotocol we did not offer', (key) => ok(key, 'Sec-WebSocket-Protocol: chat\r\n'), 'server selected an extension or subprotocol we did not offer'],
+  ];
+  it.each(refusals)('fails the connection on %s', async (_what, respond, message) => {
+    const s = await fakeServer(respond);
+    try {
+      const error = await connect(s.url).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(HandshakeError);
+      expect((error as Error).message).toBe(message);
+      expect((error as HandshakeError).status).toBe(101);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('reports a refusal with its status and body', async () => {
+    const s = await fakeServer(() => 'HTTP/1.1 403 Forbidden\r\nContent-Length: 19\r\nConnection: close\r\n\r\norigin not allowed\n');
+    try {
+      const error = (await connect(s.url).then(() => undefined, (e: unknown) => e)) as HandshakeError;
+      expect(error).toBeInstanceOf(HandshakeError);
+      expect([error.message, error.status, error.body]).toEqual(['server refused the WebSocket handshake: HTTP/1.1 403 Forbidden', 403, 'origin not allowed\n']);
+    } finally {
+      await s.close();
+    }
+  });
+});

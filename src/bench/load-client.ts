@@ -10,11 +10,10 @@
  * clients of one scenario may be spread over several threads (load-threads.ts): the clock is the
  * same in all of them.
  */
-import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { FrameParser, type FrameHandler } from '../websocket/frame-parser';
 import { encodeFrame } from '../websocket/frame-writer';
-import { acceptKey } from '../websocket/handshake';
+import { checkHandshakeAnswer, clientRequest, newClientKey } from '../websocket/handshake';
 import { Opcode } from '../websocket/opcodes';
 import { Histogram } from './histogram';
 
@@ -180,15 +179,8 @@ export class BenchClient implements FrameHandler {
 
   /** Opens the TCP connection, does the handshake, and sends the name (the chat's first message). */
   open(): Promise<void> {
-    const key = randomBytes(16).toString('base64');
-    const expected = acceptKey(key);
-    const request =
-      'GET /ws HTTP/1.1\r\n' +
-      `Host: 127.0.0.1:${this.options.port}\r\n` +
-      'Upgrade: websocket\r\n' +
-      'Connection: Upgrade\r\n' +
-      `Sec-WebSocket-Key: ${key}\r\n` +
-      'Sec-WebSocket-Version: 13\r\n\r\n';
+    const key = newClientKey();
+    const request = clientRequest(new URL(`ws://127.0.0.1:${this.options.port}/ws`), key);
     return new Promise((resolve, reject) => {
       const socket = netConnect({
         host: '127.0.0.1',
@@ -215,15 +207,9 @@ export class BenchClient implements FrameHandler {
           if (head.length > 16384) fail(new Error(`${this.name}: handshake response too large`));
           return;
         }
-        const text = head.subarray(0, end).toString('latin1');
-        if (!text.startsWith('HTTP/1.1 101')) {
-          fail(new Error(`${this.name}: ${text.split('\r\n')[0]} ${head.subarray(end + 4).toString('utf8').trim()}`));
-          return;
-        }
-        // §4.1: the client checks Sec-WebSocket-Accept against its key.
-        const m = /\r\nsec-websocket-accept:\s*(\S+)/i.exec(text);
-        if (m === null || m[1] !== expected) {
-          fail(new Error(`${this.name}: bad Sec-WebSocket-Accept`));
+        const answer = checkHandshakeAnswer(head.subarray(0, end).toString('latin1'), key);
+        if (answer.problem !== undefined) {
+          fail(new Error(`${this.name}: ${answer.problem} ${head.subarray(end + 4).toString('utf8').trim()}`));
           return;
         }
         settled = true;

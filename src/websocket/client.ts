@@ -3,10 +3,9 @@
  * the benchmark. The frames themselves go through the same codec as the server's, in client role
  * (every frame masked, §5.3).
  */
-import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { WebSocketConnection, type ConnectionOptions } from './connection';
-import { acceptKey, hasToken } from './handshake';
+import { checkHandshakeAnswer, clientRequest, newClientKey } from './handshake';
 
 export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMessageBytes'> {
   maxMessageBytes?: number;
@@ -44,19 +43,9 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
   }
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.port || 80);
-  // §4.1: the key is 16 random bytes, base64-encoded, new for every connection.
-  const key = randomBytes(16).toString('base64');
-  const lines = [
-    `GET ${target.pathname}${target.search} HTTP/1.1`,
-    `Host: ${target.host}`,
-    'Upgrade: websocket',
-    'Connection: Upgrade',
-    `Sec-WebSocket-Key: ${key}`,
-    'Sec-WebSocket-Version: 13',
-  ];
-  if (options.origin !== undefined) lines.push(`Origin: ${options.origin}`);
-  for (const [name, value] of Object.entries(options.headers ?? {})) lines.push(`${name}: ${value}`);
-  const request = lines.join('\r\n') + '\r\n\r\n';
+  const key = newClientKey();
+  const headers: Record<string, string> = { ...(options.origin !== undefined ? { Origin: options.origin } : {}), ...options.headers };
+  const request = clientRequest(target, key, headers);
 
   return new Promise((resolve, reject) => {
     const socket: Socket = netConnect({ host, port });
@@ -79,34 +68,17 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
         if (received.length > MAX_RESPONSE_HEAD) fail(new HandshakeError('handshake response head too large'));
         return;
       }
-      const head = received.subarray(0, end).toString('latin1');
+      const answer = checkHandshakeAnswer(received.subarray(0, end).toString('latin1'), key);
       const rest = received.subarray(end + 4);
-      const [statusLine = '', ...headerLines] = head.split('\r\n');
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? NaN);
-      const headers = new Map<string, string>();
-      for (const line of headerLines) {
-        const colon = line.indexOf(':');
-        if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-      }
-      if (status !== 101) {
+      if (answer.status !== 101) {
         // A refusal: collect the body (Content-Length) so the caller can show the server's reason.
-        const length = Number(headers.get('content-length') ?? 0);
+        const length = Number(answer.headers.get('content-length') ?? 0);
         if (rest.length < length) return;
-        fail(new HandshakeError(`server refused the WebSocket handshake: ${statusLine}`, status, rest.subarray(0, length).toString('utf8')));
+        fail(new HandshakeError(answer.problem!, answer.status, rest.subarray(0, length).toString('utf8')));
         return;
       }
-      // §4.1: the client MUST check Upgrade, Connection and Sec-WebSocket-Accept.
-      if (!hasToken(headers.get('upgrade'), 'websocket') || !hasToken(headers.get('connection'), 'upgrade')) {
-        fail(new HandshakeError('101 response without Upgrade: websocket / Connection: Upgrade', 101));
-        return;
-      }
-      if (headers.get('sec-websocket-accept') !== acceptKey(key)) {
-        fail(new HandshakeError('Sec-WebSocket-Accept does not match the key', 101));
-        return;
-      }
-      // §4.1: we asked for no extension or subprotocol, so the server must not pick one.
-      if (headers.has('sec-websocket-extensions') || headers.has('sec-websocket-protocol')) {
-        fail(new HandshakeError('server selected an extension or subprotocol we did not offer', 101));
+      if (answer.problem !== undefined) {
+        fail(new HandshakeError(answer.problem, answer.status));
         return;
       }
       settled = true;

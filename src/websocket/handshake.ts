@@ -4,7 +4,7 @@
  * `checkUpgradeRequest` decides; the callers answer. A refusal is a real HTTP response with the status
  * §4.2.1/§4.2.2 call for, then the socket is closed.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -101,6 +101,58 @@ export function handshakeResponse(key: string): string {
     `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
     '\r\n'
   );
+}
+
+// ---- the client side (§4.1) ----
+
+/** §4.1: a new key for every connection: 16 random bytes, base64-encoded. */
+export function newClientKey(): string {
+  return randomBytes(16).toString('base64');
+}
+
+/** §4.1: the client's opening request for a ws:// URL. */
+export function clientRequest(target: URL, key: string, extraHeaders: Readonly<Record<string, string>> = {}): string {
+  let request =
+    `GET ${target.pathname}${target.search} HTTP/1.1\r\n` +
+    `Host: ${target.host}\r\n` +
+    'Upgrade: websocket\r\n' +
+    'Connection: Upgrade\r\n' +
+    `Sec-WebSocket-Key: ${key}\r\n` +
+    'Sec-WebSocket-Version: 13\r\n';
+  for (const [name, value] of Object.entries(extraHeaders)) request += `${name}: ${value}\r\n`;
+  return request + '\r\n';
+}
+
+/** The server's answer to our opening request: its status, headers and, if it is not acceptable, why. */
+export interface HandshakeAnswer {
+  readonly status: number;
+  readonly statusLine: string;
+  readonly headers: ReadonlyMap<string, string>;
+  /** Undefined when the answer completes the handshake. */
+  readonly problem: string | undefined;
+}
+
+/** Checks a response head (up to, not including, the blank line) as §4.1 requires of a client. */
+export function checkHandshakeAnswer(head: string, key: string): HandshakeAnswer {
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? NaN);
+  const headers = new Map<string, string>();
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  const answer = (problem: string | undefined): HandshakeAnswer => ({ status, statusLine, headers, problem });
+  if (status !== 101) return answer(`server refused the WebSocket handshake: ${statusLine}`);
+  // §4.1: the client MUST check Upgrade, Connection and Sec-WebSocket-Accept.
+  if (!hasToken(headers.get('upgrade'), 'websocket') || !hasToken(headers.get('connection'), 'upgrade')) {
+    return answer('101 response without Upgrade: websocket / Connection: Upgrade');
+  }
+  if (headers.get('sec-websocket-accept') !== acceptKey(key)) return answer('Sec-WebSocket-Accept does not match the key');
+  // §4.1: we offered no extension or subprotocol, so the server must not select one.
+  if (headers.has('sec-websocket-extensions') || headers.has('sec-websocket-protocol')) {
+    return answer('server selected an extension or subprotocol we did not offer');
+  }
+  return answer(undefined);
 }
 
 /**
