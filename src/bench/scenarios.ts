@@ -304,8 +304,9 @@ async function settledRss(server: ServerProcess, settleMs: number, samples = 5, 
 
 export async function idle(args: BenchArgs): Promise<ScenarioResult> {
   const notes: string[] = [];
-  // Every join is announced to everyone: up to `batch` notices queue per client at once.
-  const env = { SEND_QUEUE: String(Math.max(256, 2 * args.batch)) };
+  // The default config: the Hub's per-turn budget and presence window keep a join storm within the
+  // default SEND_QUEUE, so no setting is raised for this scenario.
+  const env = {};
   // The inspector lets us force a full GC over there (HeapProfiler.collectGarbage): without it the
   // heap keeps the slack of the join storm for an unpredictable time.
   const profiled = args.profileDir !== undefined && args.profileScenario === 'idle';
