@@ -112,8 +112,8 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
 }
 
 /**
- * Go: writePump. Takes everything queued in one wake-up and writes it as one corked batch; waits
- * for the socket to drain when it pushes back. Ends when the Hub closes `send`, then closes the
+ * Go: writePump. Wakes on the first queued frame, lets the rest of the event-loop turn add to it,
+ * then writes everything as one batch; waits for the socket to drain when it pushes back. Ends when the Hub closes `send`, then closes the
  * connection with the reason the server ended the client for (1000 if none).
  */
 export async function writePump(client: Client): Promise<void> {

@@ -6,12 +6,13 @@
  *
  * Fan-out is the hot path: a message is encoded to one frame once, and the same frame goes into every
  * client's bounded `send` channel with trySend (Go's `select { case client.Send <- m: default: }`).
- * A client whose channel is full is dropped with 1008 and its leave notice goes out at once: a slow
- * reader never slows the others.
+ * A client whose channel is full is dropped with 1008 and its leave notice goes out with the next
+ * presence flush: a slow reader never slows the others.
  *
  * Order: everything a client says (chat and private alike) travels on the one `broadcast` channel,
- * so it reaches others in the order it was said, and an unregister first delivers what is still
- * queued there, so nobody's last words arrive after their leave notice.
+ * so it reaches others in the order it was said; an unregister takes effect only after the messages
+ * queued ahead of it, so nobody's last words arrive after their leave notice; join and leave notices
+ * wait a few milliseconds for the rest of their burst, and nothing said overtakes them.
  *
  * Scale-out seam: `deliver()` is the one place where a message reaches local clients. A broker bridge
  * (Redis pub/sub) would publish what arrives on `broadcast` and call `deliver()` for what the broker
