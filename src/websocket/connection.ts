@@ -153,17 +153,13 @@ export class WebSocketConnection implements FrameHandler {
     return this.write(encodeFrame(binary ? Opcode.Binary : Opcode.Text, data, this.masked));
   }
 
-  /** Writes a frame encoded once for many sockets (server role: §5.1 server frames are unmasked). */
-  sendFrame(frame: PreparedFrame): boolean {
-    if (this.state !== 'open') return false;
-    return this.write(frame.bytes);
-  }
-
   /**
-   * Writes frames[0..count) with one write: a batch is copied into a single buffer, which costs less
-   * than a corked chunk per frame (and leaves one short-lived object, not one per frame).
+   * Writes frames encoded once for many sockets (server role: §5.1 server frames are unmasked) with one
+   * write: a batch is copied into a single buffer, which costs less than a corked chunk per frame (and
+   * leaves one short-lived object, not one per frame).
    */
-  sendFrames(frames: readonly PreparedFrame[], count = frames.length): boolean {
+  sendFrames(frames: readonly PreparedFrame[]): boolean {
+    const count = frames.length;
     if (this.state !== 'open' || count === 0) return false;
     if (count === 1) return this.write(frames[0]!.bytes);
     let total = 0;

@@ -100,10 +100,6 @@ export class PreparedFrame {
   static text(text: string): PreparedFrame {
     return new PreparedFrame(encodeFrame(Opcode.Text, text));
   }
-
-  static binary(data: Uint8Array): PreparedFrame {
-    return new PreparedFrame(encodeFrame(Opcode.Binary, data));
-  }
 }
 
 /** §5.5.1: a close payload is a 2-byte big-endian code followed by a UTF-8 reason (≤ 123 bytes). */

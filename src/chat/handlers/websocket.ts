@@ -10,7 +10,14 @@ import { ChannelClosedError, endOfTurn } from '../../channel';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
 import { Client } from '../models/client';
 import type { Hub } from '../models/hub';
-import { chatMessage, encodeMessage, errorMessage, nameProblem, parseInput, privateMessage } from '../models/message';
+import {
+  chatMessage,
+  encodeMessage,
+  errorMessage,
+  nameProblem,
+  parseInput,
+  privateMessage,
+} from '../models/message';
 import { TokenBucket } from '../models/rate-limit';
 
 export interface ChatOptions {
@@ -31,7 +38,10 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
   const writing = writePump(client); // go writePump(client)
 
   // Step 1 (the exercise): the first text message is the user name.
-  const deadline = setTimeout(() => conn.close(CloseCode.PolicyViolation, 'no name sent in time'), options.joinTimeoutMs);
+  const deadline = setTimeout(
+    () => conn.close(CloseCode.PolicyViolation, 'no name sent in time'),
+    options.joinTimeoutMs,
+  );
   const first = await conn.read();
   clearTimeout(deadline);
   if (first === null) {
@@ -66,8 +76,18 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
 
 /** A refused name: a System error saying why, then close 1008. */
 function refuse(client: Client, why: string): void {
-  client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage(why))));
+  client.post(PreparedFrame.text(encodeMessage(errorMessage(why))));
   client.finish(CloseCode.PolicyViolation, why);
+}
+
+/**
+ * readPump's own answers (rate limit, empty message) go straight to the client's queue. A full queue
+ * ends the client like any other fan-out would: it is not reading what it is told.
+ */
+function reply(client: Client, text: string): boolean {
+  if (client.post(PreparedFrame.text(encodeMessage(errorMessage(text))))) return true;
+  client.endWith(CloseCode.PolicyViolation, 'too slow: send queue full');
+  return false;
 }
 
 /**
@@ -83,7 +103,7 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
       // connection's inbox must not go out under its name, after its leave notice or as an impostor.
       if (client.send.closed) break;
       // To end the client, readPump records why and leaves: `send` is the Hub's to close (Go: close(client.Send)
-      // in Run), and the writePump then sends what is queued (the error saying why) before the close frame.
+      // in Run); the writePump then sends what is queued (the error saying why) before the close frame.
       if (m.binary) {
         // The chat speaks JSON text; §7.4.1: 1003 is for data an endpoint cannot accept.
         client.endWith(CloseCode.UnsupportedData, 'binary messages are not supported');
@@ -94,16 +114,20 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
           client.endWith(CloseCode.PolicyViolation, 'rate limit exceeded');
           break;
         }
-        client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('rate limit exceeded: slow down'))));
+        if (!reply(client, 'rate limit exceeded: slow down')) break;
         continue;
       }
       refusedInARow = 0;
       if (m.data.length === 0) {
-        client.send.trySend(PreparedFrame.text(encodeMessage(errorMessage('empty messages are not sent'))));
+        if (!reply(client, 'empty messages are not sent')) break;
         continue;
       }
       const input = parseInput(m.data);
-      const message = input.kind === 'private' ? privateMessage(client.name, input.to, input.text) : chatMessage(client.name, input.text);
+      const message =
+        input.kind === 'private'
+          ? privateMessage(client.name, input.to, input.text)
+          : chatMessage(client.name, input.text);
+      // Unbuffered: this resolves once the Hub has taken the message (see Hub.broadcast).
       await hub.broadcast.send({ from: client, message });
     }
   } finally {
@@ -112,9 +136,9 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
 }
 
 /**
- * Go: writePump. Wakes on the first queued frame, lets the rest of the event-loop turn add to it,
- * then writes everything as one batch; waits for the socket to drain when it pushes back. Ends when the Hub closes `send`, then closes the
- * connection with the reason the server ended the client for (1000 if none).
+ * Go: writePump. Wakes on the first queued frame, lets the rest of the event-loop turn add to it, then
+ * writes everything as one batch; waits for the socket to drain when it pushes back. Ends when the Hub
+ * closes `send`, then closes the connection with the reason the server ended the client for (1000 if none).
  */
 export async function writePump(client: Client): Promise<void> {
   const { conn, send } = client;

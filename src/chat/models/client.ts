@@ -27,6 +27,14 @@ export class Client {
   }
 
   /**
+   * The one way a frame enters this client's queue: without waiting, like Go's
+   * `select { case client.Send <- m: default: }`. False when the queue is full: the client is too slow.
+   */
+  post(frame: PreparedFrame): boolean {
+    return this.send.trySend(frame);
+  }
+
+  /**
    * Ends the client after what is queued (Go: close(client.Send)): the writePump writes the frames
    * already in `send` (a refusal's error message, say), then closes the connection with `code`.
    */
