@@ -114,12 +114,16 @@ async function main(): Promise<number> {
   }
 
   const reading = readLoop(session);
-  const first = await Promise.race([reading.then(() => 'server'), inputLoop(session, rl, interactive).then(() => 'user')]);
+  const first = await Promise.race([
+    reading.then(() => 'server'),
+    inputLoop(session, rl, interactive).then(() => 'user'),
+  ]);
 
   if (first === 'user') {
     // Piped: let the server answer what we sent, so the output shows all of it.
     if (!interactive && session.unanswered > 0) {
-      await within(Promise.race([new Promise<void>((resolve) => (session.onAllAnswered = resolve)), conn.closed]), SETTLE_MS);
+      const answered = new Promise<void>((resolve) => (session.onAllAnswered = resolve));
+      await within(Promise.race([answered, conn.closed]), SETTLE_MS);
     }
     // We leave on our own, unless the server has begun closing meanwhile (then it has the last word).
     if (conn.readyState === 'open') {
@@ -180,7 +184,8 @@ async function readLoop(session: Session): Promise<CloseInfo> {
       continue;
     }
     const msg = parseServerMessage(m.data);
-    session.screen.print(msg === undefined ? formatRaw(m.data, session.color) : formatMessage(msg, name, session.color));
+    const line = msg === undefined ? formatRaw(m.data, session.color) : formatMessage(msg, name, session.color);
+    session.screen.print(line);
     const answersUs = msg !== undefined && ((msg.type === 'chat' && msg.user === name) || msg.type === 'error');
     if (answersUs && session.unanswered > 0 && --session.unanswered === 0) session.onAllAnswered();
   }
@@ -229,7 +234,8 @@ async function who(session: Session): Promise<void> {
     const body = (await response.json()) as { clients?: unknown };
     if (!Array.isArray(body.clients)) throw new Error('unexpected answer (no "clients" list)');
     const clients = body.clients.filter(
-      (c: unknown): c is RosterEntry => typeof c === 'object' && c !== null && typeof (c as RosterEntry).name === 'string',
+      (c: unknown): c is RosterEntry =>
+        typeof c === 'object' && c !== null && typeof (c as RosterEntry).name === 'string',
     );
     screen.print(formatRoster(clients, name, color));
   } catch (error) {

@@ -64,7 +64,9 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
   const text = raw.trim();
-  if (!/^\d+$/.test(text)) throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(text)) {
+    throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
   const value = Number(text);
   if (value < min || value > max) throw new ConfigError(name, `must be from ${min} to ${max}, got ${value}`);
   return value;
@@ -84,9 +86,11 @@ function origins(env: Env, name: string): readonly string[] | '*' {
     }
     // An origin is scheme://host[:port], nothing more (RFC 6454). Letter case and a default port are
     // fine: the list is normalised below to the form browsers send (RFC 6454 §6.1).
-    const extra = url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '';
+    const extra =
+      url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '';
     if (extra || url.origin === 'null') {
-      throw new ConfigError(name, `${JSON.stringify(origin)} is not an origin like https://chat.example.com (scheme, host and port only)`);
+      const why = 'is not an origin like https://chat.example.com (scheme, host and port only)';
+      throw new ConfigError(name, `${JSON.stringify(origin)} ${why}`);
     }
   }
   return Object.freeze(list.map((o) => new URL(o).origin));
@@ -97,15 +101,18 @@ export function loadConfig(env: Env = process.env): Config {
   const pingIntervalMs = integer(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs, 10, 86_400_000);
   const pongTimeoutMs = integer(env, 'PONG_TIMEOUT_MS', DEFAULTS.pongTimeoutMs, 10, 86_400_000);
   if (pongTimeoutMs <= pingIntervalMs && (env.PONG_TIMEOUT_MS ?? '').trim() !== '') {
-    throw new ConfigError('PONG_TIMEOUT_MS', `must be greater than PING_INTERVAL_MS (${pingIntervalMs}), got ${pongTimeoutMs}`);
+    const why = `must be greater than PING_INTERVAL_MS (${pingIntervalMs}), got ${pongTimeoutMs}`;
+    throw new ConfigError('PONG_TIMEOUT_MS', why);
   }
   if (pongTimeoutMs <= pingIntervalMs) {
-    throw new ConfigError('PING_INTERVAL_MS', `must be less than PONG_TIMEOUT_MS (${pongTimeoutMs}), got ${pingIntervalMs}`);
+    const why = `must be less than PONG_TIMEOUT_MS (${pongTimeoutMs}), got ${pingIntervalMs}`;
+    throw new ConfigError('PING_INTERVAL_MS', why);
   }
   const host = (env.HOST ?? DEFAULTS.host).trim();
   // An IP address (v4 or v6) or a host name; "localhost:8080" is a classic slip (the port is PORT).
   if (host !== '' && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) {
-    throw new ConfigError('HOST', `expected a host name or IP address (the port goes in PORT), got ${JSON.stringify(env.HOST)}`);
+    const why = `expected a host name or IP address (the port goes in PORT), got ${JSON.stringify(env.HOST)}`;
+    throw new ConfigError('HOST', why);
   }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),

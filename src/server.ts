@@ -29,7 +29,8 @@ async function main(): Promise<void> {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     consoleLogger(`listening on http://${host}:${address.port} (chat: ws://${host}:${address.port}/ws)`);
   } catch (error) {
-    process.stderr.write(`wschat: cannot listen on ${config.host || '*'}:${config.port}: ${(error as Error).message}\n`);
+    const where = `${config.host || '*'}:${config.port}`;
+    process.stderr.write(`wschat: cannot listen on ${where}: ${(error as Error).message}\n`);
     process.exit(1);
   }
 

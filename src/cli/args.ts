@@ -33,7 +33,9 @@ export function parseArgs(argv: readonly string[]): Args {
   } catch {
     return { kind: 'usage-error', problem: `not a URL: ${rawUrl}` };
   }
-  if (url.protocol === 'wss:') return { kind: 'usage-error', problem: 'wss:// is not supported (this client speaks plain ws://)' };
+  if (url.protocol === 'wss:') {
+    return { kind: 'usage-error', problem: 'wss:// is not supported (this client speaks plain ws://)' };
+  }
   if (url.protocol !== 'ws:') return { kind: 'usage-error', problem: `not a ws:// URL: ${rawUrl}` };
   // The name is the server's to judge (nameProblem): it explains a refusal better than we could.
   return { kind: 'run', url, name };

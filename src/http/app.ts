@@ -118,8 +118,10 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       return;
     }
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    log(`refused peer=${(socket as Socket).remoteAddress ?? '?'} status=${status} reason=${JSON.stringify(error.code ?? error.message)}`);
-    rejectUpgrade(socket, status, status === 431 ? 'request header too large' : status === 408 ? 'request timeout' : 'bad request');
+    const peer = (socket as Socket).remoteAddress ?? '?';
+    log(`refused peer=${peer} status=${status} reason=${JSON.stringify(error.code ?? error.message)}`);
+    const why = status === 431 ? 'request header too large' : status === 408 ? 'request timeout' : 'bad request';
+    rejectUpgrade(socket, status, why);
   });
 
   return {

@@ -6,7 +6,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 
-export function originPolicy(allowed: readonly string[] | '*'): (origin: string | undefined, req: IncomingMessage) => boolean {
+export type OriginCheck = (origin: string | undefined, req: IncomingMessage) => boolean;
+
+export function originPolicy(allowed: readonly string[] | '*'): OriginCheck {
   if (allowed === '*') return () => true;
   const list = new Set(allowed);
   return (origin, req) => {

@@ -35,7 +35,9 @@ export interface PageOptions {
 function checkInline(html: string): void {
   const markup = html.replace(/<(script|style)>[\s\S]*?<\/\1>/g, '');
   const problem = /<(script|style)\s[^>]*>/i.exec(markup) ?? /<[a-z][^>]*\s(on[a-z]+|style)\s*=[^>]*>/i.exec(markup);
-  if (problem !== null) throw new Error(`index.html: ${JSON.stringify(problem[0])} is not allowed by the page's Content-Security-Policy`);
+  if (problem !== null) {
+    throw new Error(`index.html: ${JSON.stringify(problem[0])} is not allowed by the page's Content-Security-Policy`);
+  }
 }
 
 export function loadPage(file = join(__dirname, 'public', 'index.html'), options: PageOptions = {}): StaticPage {

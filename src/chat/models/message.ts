@@ -50,7 +50,9 @@ export function encodeMessage(m: ChatMessage): string {
 }
 
 /** What a client's text means: the homework's `@user text`, or a message for everyone. */
-export type Input = { readonly kind: 'private'; readonly to: string; readonly text: string } | { readonly kind: 'chat'; readonly text: string };
+export type Input =
+  | { readonly kind: 'private'; readonly to: string; readonly text: string }
+  | { readonly kind: 'chat'; readonly text: string };
 
 // "@", a name without whitespace, exactly one space, a non-empty rest. Anything else is broadcast.
 const PRIVATE = /^@(\S+) ([\s\S]+)$/;
@@ -72,7 +74,9 @@ export function nameProblem(name: string): string | undefined {
   if (length === 0) return 'name must not be empty';
   if (length > MAX_NAME_LENGTH) return `name must be at most ${MAX_NAME_LENGTH} characters`;
   if (/\s/u.test(name)) return 'name must not contain whitespace';
-  if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u.test(name)) return 'name must not contain control or invisible characters';
+  if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u.test(name)) {
+    return 'name must not contain control or invisible characters';
+  }
   if (name.toLowerCase() === SYSTEM_USER.toLowerCase()) return `the name ${SYSTEM_USER} is reserved`;
   return undefined;
 }
