@@ -132,7 +132,7 @@ interface ServerProcess {
 }
 
 async function startServer(): Promise<ServerProcess> {
-  const serverJs = join(__dirname, '..', 'server.js');
+  const serverJs = join(__dirname, '..', '..', '..', 'dist', 'server.js');
   const child = spawn(process.execPath, [serverJs], { env: { ...process.env, ...SERVER_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   const killOnExit = (): void => {
     child.kill('SIGKILL');

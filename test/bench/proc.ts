@@ -6,7 +6,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { get } from 'node:http';
-import { connect } from '../websocket/client';
+import { connect } from '../../src/websocket/client';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 

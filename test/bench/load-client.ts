@@ -11,10 +11,10 @@
  * same in all of them.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { FrameParser, type FrameHandler } from '../websocket/frame-parser';
-import { encodeFrame } from '../websocket/frame-writer';
-import { checkHandshakeAnswer, clientRequest, newClientKey } from '../websocket/handshake';
-import { Opcode } from '../websocket/opcodes';
+import { FrameParser, type FrameHandler } from '../../src/websocket/frame-parser';
+import { encodeFrame } from '../../src/websocket/frame-writer';
+import { checkHandshakeAnswer, clientRequest, newClientKey } from '../../src/websocket/handshake';
+import { Opcode } from '../../src/websocket/opcodes';
 import { Histogram } from './histogram';
 
 /**

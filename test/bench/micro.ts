@@ -5,10 +5,10 @@
  *   node dist/bench/micro.js [--ms=500]
  */
 import { performance } from 'node:perf_hooks';
-import { chatMessage, encodeMessage } from '../chat/models/message';
-import { FrameParser, type FrameHandler } from '../websocket/frame-parser';
-import { encodeFrame, PreparedFrame } from '../websocket/frame-writer';
-import { Opcode } from '../websocket/opcodes';
+import { chatMessage, encodeMessage } from '../../src/chat/models/message';
+import { FrameParser, type FrameHandler } from '../../src/websocket/frame-parser';
+import { encodeFrame, PreparedFrame } from '../../src/websocket/frame-writer';
+import { Opcode } from '../../src/websocket/opcodes';
 
 export interface MicroResult {
   readonly name: string;

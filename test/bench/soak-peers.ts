@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect, encodeFrame, Opcode, type WebSocketConnection } from '../websocket';
+import { connect, encodeFrame, Opcode, type WebSocketConnection } from '../../src/websocket';
 import type { Ledger } from './soak-ledger';
 
 // ---- small tools ----

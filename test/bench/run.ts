@@ -31,7 +31,7 @@ import { killAllServers, procOpenFilesLimit } from './proc';
 import { formatSummary, newestProfile, summarize, type ProfileSummary } from './profile-summary';
 import { fixedRate, idle, saturate, slowConsumer, type BenchArgs, type Figures, type ScenarioResult } from './scenarios';
 
-const ROOT = resolve(__dirname, '..', '..');
+const ROOT = resolve(__dirname, '..', '..', '..');
 const ALL = ['fixed', 'saturate', 'idle', 'slow', 'micro'] as const;
 /** More load threads than this only compete with the server for the cores. */
 const MAX_WORKERS = 16;

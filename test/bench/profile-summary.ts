@@ -49,7 +49,7 @@ export interface ProfileSummary {
   readonly files: { file: string; selfMs: number; selfPct: number }[];
 }
 
-const projectRoot = resolve(__dirname, '..', '..');
+const projectRoot = resolve(__dirname, '..', '..', '..');
 const sourceMaps = new Map<string, SourceMap | null>();
 
 function sourceMapFor(path: string): SourceMap | null {
