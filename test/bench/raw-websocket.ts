@@ -2,7 +2,8 @@
  * A WebSocket client connection as a bare TCP socket: the product's opening handshake (RFC 6455
  * §4.1: clientRequest, checkHandshakeAnswer), then the socket is the caller's. The load client
  * parses what arrives with its own FrameParser, for speed; the soak's misbehaving peers write half
- * frames into it or stop reading.
+ * frames into it or stop reading. It offers no extension: with permessage-deflate (RFC 7692) the
+ * load client would have to inflate what it reads.
  *
  * Reads use net's `onread` option: every read of every such socket in this thread lands in one
  * buffer, no Buffer is allocated per read and the data skips the stream machinery (a fifth of the

@@ -5,7 +5,8 @@
  *   wschat@<dir>      another checkout's dist/server.js (built there: npm ci && npm run build)
  *   go-seed           the lesson's Go server: ../shared/anchors/go-seed/build.sh, built into $TMPDIR
  *   ws-node           Node.js with the ws package: ../shared/anchors/ws-node/setup.sh, into $TMPDIR
- *   ws-node-deflate   ws-node with WS_DEFLATE=all (permessage-deflate on every message it can)
+ *   ws-node-deflate   ws-node with WS_DEFLATE=all: permessage-deflate on every message, for a client
+ *                     that offers it (the load client does not offer it yet: raw-websocket.ts)
  *
  * Any target takes more environment as +KEY=VALUE suffixes (wschat+SEND_QUEUE=64). The anchors
  * (shared/anchors, beside the checkout or beside one of its parent folders, or --anchors=DIR) are
@@ -152,7 +153,8 @@ async function setUpTarget(name: string, anchors: Anchors): Promise<Target> {
     case 'ws-node-deflate': {
       const program = await anchors.wsNode();
       const deflate: Record<string, string> = base === 'ws-node-deflate' ? { WS_DEFLATE: 'all' } : {};
-      const description = `${program} (Node.js + ws${base === 'ws-node-deflate' ? ', WS_DEFLATE=all' : ''})`;
+      const offer = ', WS_DEFLATE=all: compresses for clients that offer it, which the load client does not yet';
+      const description = `${program} (Node.js + ws${base === 'ws-node-deflate' ? offer : ''})`;
       return { ...anchor, node: true, program, description, env: { ...deflate, ...env } };
     }
     default:
