@@ -2,13 +2,13 @@
  * Micro-benchmarks of the codec, in this process: what one core does with the pieces the server's
  * hot path is made of. Each case runs for a fixed time and reports operations and bytes per second.
  *
- *   node dist/bench/micro.js [--ms=500]
+ *   node dist-bench/test/bench/micro.js [--ms=500]
  */
 import { performance } from 'node:perf_hooks';
-import { chatMessage, encodeMessage } from '../chat/models/message';
-import { FrameParser, type FrameHandler } from '../websocket/frame-parser';
-import { encodeFrame, PreparedFrame } from '../websocket/frame-writer';
-import { Opcode } from '../websocket/opcodes';
+import { chatMessage, encodeMessage } from '../../src/chat/models/message';
+import { FrameParser, type FrameHandler } from '../../src/websocket/frame-parser';
+import { encodeFrame, PreparedFrame } from '../../src/websocket/frame-writer';
+import { Opcode } from '../../src/websocket/opcodes';
 
 export interface MicroResult {
   readonly name: string;
@@ -64,7 +64,7 @@ function text(bytes: number): string {
  * socket would (0: one push per frame).
  */
 function parseMasked(ms: number, payloadBytes: number, chunk: number): MicroResult {
-  const frame = encodeFrame(Opcode.Text, text(payloadBytes), true);
+  const frame = encodeFrame(Opcode.Text, text(payloadBytes), /* masked */ true);
   const perRound = Math.max(1, Math.floor((8 * 1024 * 1024) / frame.length));
   const pristine = Buffer.concat(Array.from({ length: perRound }, () => frame));
   const work = Buffer.allocUnsafe(pristine.length);
@@ -97,7 +97,8 @@ function parseServerFrames(ms: number): MicroResult {
   const opsPerSec = timed(ms, perChunk * 100, () => {
     for (let i = 0; i < 100; i++) parser.push(chunk); // unmasked frames are not modified
   });
-  return { name: `parse ${json.length} B server frames, ${perChunk}/chunk`, opsPerSec, mbPerSec: (opsPerSec * json.length) / 1e6 };
+  const name = `parse ${json.length} B server frames, ${perChunk}/chunk`;
+  return { name, opsPerSec, mbPerSec: (opsPerSec * json.length) / 1e6 };
 }
 
 /** The Hub's per-broadcast cost: build the message, JSON it, frame it once. */
@@ -126,7 +127,7 @@ function encodeMasked(ms: number, bytes: number): MicroResult {
   const payload = Buffer.from(text(bytes));
   let sink = 0;
   const opsPerSec = timed(ms, 1000, () => {
-    for (let i = 0; i < 1000; i++) sink += encodeFrame(Opcode.Text, payload, true).length;
+    for (let i = 0; i < 1000; i++) sink += encodeFrame(Opcode.Text, payload, /* masked */ true).length;
   });
   if (sink < 0) throw new Error('unreachable');
   return { name: `encodeFrame masked ${bytes} B (client send)`, opsPerSec, mbPerSec: (opsPerSec * bytes) / 1e6 };
@@ -151,7 +152,8 @@ export function formatMicro(results: readonly MicroResult[]): string {
   const lines = [`${'micro-benchmark'.padEnd(width)}  ${'ops/s'.padStart(12)}  ${'MB/s'.padStart(8)}`];
   for (const r of results) {
     const ops = r.opsPerSec >= 1000 ? Math.round(r.opsPerSec).toLocaleString('en-US') : r.opsPerSec.toFixed(1);
-    lines.push(`${r.name.padEnd(width)}  ${ops.padStart(12)}  ${(r.mbPerSec === null ? '' : r.mbPerSec.toFixed(0)).padStart(8)}`);
+    const mb = r.mbPerSec === null ? '' : r.mbPerSec.toFixed(0);
+    lines.push(`${r.name.padEnd(width)}  ${ops.padStart(12)}  ${mb.padStart(8)}`);
   }
   return lines.join('\n');
 }

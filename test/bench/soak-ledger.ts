@@ -15,8 +15,8 @@
  * has ended; only live sessions are kept.
  */
 
+/** The run of a sender's sequence numbers a receiver has had: up to `last`. */
 export interface Track {
-  first: number;
   last: number;
 }
 
@@ -90,7 +90,7 @@ export class Ledger {
       // The first one from S: everything S sent after R joined must have come before it.
       const required = firstAfter(s.sendTimes, r.joinedAt);
       if (seq > required) this.lose(r.name, from, required, seq - 1);
-      r.tracks.set(from, { first: seq, last: seq });
+      r.tracks.set(from, { last: seq });
     } else if (seq === t.last + 1) {
       t.last = seq;
     } else if (seq > t.last + 1) {

@@ -4,12 +4,14 @@
  * and does nothing else; the main thread terminates it (its sockets close with it) at the end.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { BenchClient, openClients, Totals } from './load-client';
+import { BenchClient, openClients } from './load-client';
+import { Totals } from './load-counters';
 import type { Reply, Request, WorkerInit } from './load-threads';
 
 if (parentPort === null) throw new Error('load-worker.js runs as a worker thread of the bench');
 const port = parentPort;
 const init = workerData as WorkerInit;
+const { senders, dialect } = init;
 const totals = new Totals(init.shared, init.thread);
 const clients: BenchClient[] = [];
 
@@ -19,7 +21,7 @@ async function handle(request: Request): Promise<Reply> {
       const { names } = request;
       await openClients(
         names.length,
-        (k) => new BenchClient({ port: request.port, name: names[k]!, totals, senders: init.senders }),
+        (k) => new BenchClient({ port: request.port, name: names[k]!, totals, senders, dialect }),
         clients,
         request.concurrency,
       );
@@ -27,13 +29,17 @@ async function handle(request: Request): Promise<Reply> {
     }
     case 'report':
       // Only samples of the measurement asked about: a thread that got none since holds older ones.
-      return { id: request.id, type: 'report', latency: totals.generation === request.generation ? totals.latency.data() : null };
+      const mine = totals.generation === request.generation;
+      return { id: request.id, type: 'report', latency: mine ? totals.latency.data() : null };
   }
 }
 
 port.on('message', (request: Request) => {
   handle(request).then(
     (reply) => port.postMessage(reply),
-    (error: unknown) => port.postMessage({ id: request.id, type: 'error', message: (error as Error).message ?? String(error) } satisfies Reply),
+    (error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      port.postMessage({ id: request.id, type: 'error', message } satisfies Reply);
+    },
   );
 });

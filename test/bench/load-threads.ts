@@ -8,7 +8,7 @@
  * with the scenario code), every client that must be handled from here (the slow consumer, paused
  * from here), and its share of the receivers. Threads 1..N-1 are workers (load-worker.ts), each
  * opening and owning a share of the receivers in its own event loop. All threads count into one
- * SharedArrayBuffer (see Totals in load-client.ts), so the figures are read from here at any time;
+ * SharedArrayBuffer (see load-counters.ts), so the figures are read from here at any time;
  * each worker sends its latency histogram once, at the end. With threads = 1 no worker is started.
  *
  * Timestamps are comparable across threads (nowUs() is the process-wide monotonic clock), and
@@ -16,22 +16,11 @@
  */
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import type { Dialect } from './dialect';
 import { Histogram, type HistogramData } from './histogram';
-import {
-  BenchClient,
-  CHATS,
-  ENDED,
-  ERRORS,
-  JOINS,
-  LEAVES,
-  openClients,
-  readCounter,
-  REORDERED,
-  setRecording,
-  sharedCounters,
-  Totals,
-  type SenderHooks,
-} from './load-client';
+import { BenchClient, openClients, type SenderHooks } from './load-client';
+import { CHATS, ENDED, ERRORS, JOINS, LEAVES, REORDERED } from './load-counters';
+import { readCounter, setRecording, sharedCounters, Totals } from './load-counters';
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -40,6 +29,7 @@ export interface WorkerInit {
   readonly thread: number;
   /** Number of senders, to size each client's ordering check. */
   readonly senders: number;
+  readonly dialect: Dialect;
 }
 
 type RequestBody =
@@ -66,12 +56,7 @@ class LoadWorker {
   private readonly pending = new Map<number, { resolve(reply: Reply): void; reject(error: Error): void }>();
   private closing = false;
 
-  constructor(
-    readonly thread: number,
-    shared: SharedArrayBuffer,
-    senders: number,
-  ) {
-    const init: WorkerInit = { shared, thread, senders };
+  constructor(readonly thread: number, init: WorkerInit) {
     this.worker = new Worker(join(__dirname, 'load-worker.js'), { workerData: init });
     this.worker.on('message', (reply: Reply) => {
       const p = this.pending.get(reply.id);
@@ -108,8 +93,10 @@ class LoadWorker {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, {
-        resolve: (reply) =>
-          reply.type === expect ? resolve(reply) : reject(new Error(`load thread ${this.thread}: expected ${expect}, got ${reply.type}`)),
+        resolve: (reply) => {
+          if (reply.type === expect) resolve(reply);
+          else reject(new Error(`load thread ${this.thread}: expected ${expect}, got ${reply.type}`));
+        },
         reject,
       });
       this.worker.postMessage({ ...body, id } satisfies Request);
@@ -127,16 +114,26 @@ export interface LoadOptions {
   readonly threads: number;
   /** Clients 0..senders-1 are the senders (always in this thread). */
   readonly senders: number;
+  /** What the server's messages look like. */
+  readonly dialect: Dialect;
   readonly hooks?: SenderHooks;
   /** Note who left (Totals.leftNames): done by this thread's clients only (the senders see every leave). */
   readonly watchLeaves?: boolean;
+}
+
+export interface OpenRequest {
+  readonly port: number;
+  readonly count: number;
+  readonly name: (i: number) => string;
+  /** Open them all in this thread (a client the scenario pauses and resumes from here). */
+  readonly here?: boolean;
 }
 
 export class LoadClients {
   /** This thread's counters and latency. */
   readonly totals: Totals;
   /** This thread's clients, in the order they were opened: the senders first. */
-  readonly local: BenchClient[] = [];
+  private readonly local: BenchClient[] = [];
   readonly threads: number;
   private readonly counters: Int32Array;
   private readonly workers: LoadWorker[] = [];
@@ -153,49 +150,63 @@ export class LoadClients {
     this.totals = new Totals(shared, 0);
     this.totals.watchLeaves = options.watchLeaves ?? false;
     this.perThread = new Array<number>(options.threads).fill(0);
-    for (let t = 1; t < options.threads; t++) this.workers.push(new LoadWorker(t, shared, options.senders));
+    for (let t = 1; t < options.threads; t++) {
+      this.workers.push(new LoadWorker(t, { shared, thread: t, senders: options.senders, dialect: options.dialect }));
+    }
   }
 
   /**
-   * Opens `n` more clients, named name(i) for their overall index i, and resolves when every
-   * handshake is done (the join notices follow: see `joins`). Senders, and every client when
-   * `local` is set, go to this thread; the others to whichever thread has the fewest clients.
-   * Resolves with the clients opened in this thread.
+   * Opens `count` more clients, named name(i) for their overall index i, and resolves with those
+   * opened in this thread when every handshake is done (the join notices follow: see `joins`).
+   * Senders, and every client when `here` is set, go to this thread; the others to whichever thread
+   * has the fewest clients.
    */
-  async open(port: number, n: number, name: (i: number) => string, local = false): Promise<BenchClient[]> {
-    const base = this.count;
+  async open(request: OpenRequest): Promise<BenchClient[]> {
+    const names = this.share(request);
+    const concurrency = Math.max(1, Math.ceil(CONCURRENCY / this.threads));
+    const first = this.local.length;
+    await Promise.all([
+      this.openHere(request, names[0]!, concurrency),
+      ...this.workers
+        .filter((w) => names[w.thread]!.length > 0)
+        .map((w) => w.open(request.port, names[w.thread]!, concurrency)),
+    ]);
+    this.count += request.count;
+    return this.local.slice(first);
+  }
+
+  /** The names of the next `count` clients, by thread. */
+  private share(request: OpenRequest): string[][] {
     const names: string[][] = Array.from({ length: this.threads }, () => []);
-    for (let i = base; i < base + n; i++) {
+    for (let i = this.count; i < this.count + request.count; i++) {
       let t = 0;
-      if (!local && i >= this.options.senders) {
+      if (request.here !== true && i >= this.options.senders) {
         for (let k = 1; k < this.threads; k++) if (this.perThread[k]! < this.perThread[t]!) t = k;
       }
       this.perThread[t]!++;
-      names[t]!.push(name(i));
+      names[t]!.push(request.name(i));
     }
-    this.count += n;
-    const concurrency = Math.max(1, Math.ceil(CONCURRENCY / this.threads));
-    const mine = names[0]!;
-    const first = this.local.length;
-    const openHere = openClients(
-      mine.length,
+    return names;
+  }
+
+  private openHere(request: OpenRequest, names: readonly string[], concurrency: number): Promise<void> {
+    const base = this.count;
+    const { senders, hooks, dialect } = this.options;
+    return openClients(
+      names.length,
       (k) =>
         new BenchClient({
-          port,
-          name: mine[k]!,
+          port: request.port,
+          name: names[k]!,
           totals: this.totals,
-          senders: this.options.senders,
-          ...(base + k < this.options.senders && !local ? { senderIndex: base + k } : {}),
-          ...(this.options.hooks ? { hooks: this.options.hooks } : {}),
+          senders,
+          dialect,
+          ...(base + k < senders && request.here !== true ? { senderIndex: base + k } : {}),
+          ...(hooks ? { hooks } : {}),
         }),
       this.local,
       concurrency,
     );
-    await Promise.all([
-      openHere,
-      ...this.workers.filter((w) => names[w.thread]!.length > 0).map((w) => w.open(port, names[w.thread]!, concurrency)),
-    ]);
-    return this.local.slice(first);
   }
 
   /** Clients opened so far, over all threads. */

@@ -1,45 +1,17 @@
 /**
  * The soak's population: well-behaved chatters (whose every message is accounted for by the Ledger)
  * and misbehaving peers - flooders, slow readers, garbage senders, abrupt disconnects. Chatters use our
- * own connect(); the misbehaving ones that need to stop mid-byte use a raw socket and our own codec.
+ * own connect(); the misbehaving ones that need to stop mid-byte use a raw socket (after the product's
+ * handshake, raw-websocket.ts) and our own codec.
  */
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect, encodeFrame, Opcode, type WebSocketConnection } from '../websocket';
-import type { Ledger } from './soak-ledger';
-
-// ---- small tools ----
-
-export interface Rng {
-  next(): number;
-  int(n: number): number;
-}
-
-/** mulberry32: seeded, so a soak's choices can be replayed with --seed. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n) => Math.floor(next() * n) };
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Resolves with true when `p` settles within `ms`, false otherwise (never rejects). */
-export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    p.then(
-      () => (clearTimeout(timer), resolve(true)),
-      () => (clearTimeout(timer), resolve(true)),
-    );
-  });
-}
+import { clientRequest, newClientKey } from '../../src/websocket/handshake';
+import { connect, encodeFrame, Opcode, type WebSocketConnection } from '../../src/websocket';
+import type { Rng } from '../helpers/fuzz';
+import { openRawWebSocket } from './raw-websocket';
+import type { Ledger, ReceiverLog, SenderLog } from './soak-ledger';
+import { settlesWithin, sleep } from './time';
 
 // ---- shared state ----
 
@@ -116,91 +88,119 @@ function settleLater(ctx: SoakContext, fn: () => void): void {
 
 // ---- well-behaved chatters ----
 
+export interface ChatterRole {
+  readonly index: number;
+  /** Never leaves (and receives private messages). */
+  readonly stayer: boolean;
+}
+
 /**
  * A chatter: joins under a fresh name per session, broadcasts its sequence numbers at `rate` per
  * second (some private messages to stayers in between), and - unless it is a stayer - leaves after
  * 10-60 s and comes back under a new name.
  */
-export async function chatter(ctx: SoakContext, index: number, stayer: boolean): Promise<void> {
+export async function chatter(ctx: SoakContext, role: ChatterRole): Promise<void> {
   for (let gen = 0; !ctx.stopped(); gen++) {
-    await session(ctx, `c${index}.${gen}`, stayer);
-    if (stayer || ctx.stopped()) return;
+    await session(ctx, { name: `c${role.index}.${gen}`, stayer: role.stayer });
+    if (role.stayer || ctx.stopped()) return;
     await sleep(1_000 + ctx.rng.int(4_000));
   }
 }
 
-async function session(ctx: SoakContext, name: string, stayer: boolean): Promise<void> {
+interface Session {
+  readonly name: string;
+  readonly stayer: boolean;
+}
+
+async function session(ctx: SoakContext, who: Session): Promise<void> {
   let conn: WebSocketConnection;
   try {
     conn = await connect(ctx.url, { timeoutMs: 10_000 });
   } catch (error) {
     ctx.counters.connectFailures++;
-    note(ctx, `${name}: connect failed: ${(error as Error).message}`);
+    note(ctx, `${who.name}: connect failed: ${(error as Error).message}`);
     return;
   }
   ctx.counters.sessions++;
-  const { sender, receiver } = ctx.ledger.open(name);
+  const { sender, receiver } = ctx.ledger.open(who.name);
   let onJoined!: () => void;
   const joined = new Promise<void>((r) => (onJoined = r));
+  const reading = readMessages(ctx, conn, receiver, () => {
+    if (who.stayer) ctx.stayers.add(who.name);
+    onJoined();
+  });
 
-  const pump = (async () => {
-    for await (const m of conn) {
-      if (m.binary) continue;
-      const msg = JSON.parse(m.data) as { type: string; user: string; message: string };
-      switch (msg.type) {
-        case 'chat':
-          if (/^\d+$/.test(msg.message)) ctx.ledger.onBroadcast(receiver, msg.user, Number(msg.message));
-          break;
-        case 'private': {
-          const k = /^p(\d+)$/.exec(msg.message);
-          if (k) ctx.ledger.onPrivate(receiver, msg.user, Number(k[1]));
-          break;
-        }
-        case 'join':
-          if (msg.message === `${name} joined the chat`) {
-            receiver.joinedAt = ctx.now();
-            if (stayer) ctx.stayers.add(name);
-            onJoined();
-          }
-          break;
-        case 'error':
-          ctx.counters.chatErrors++;
-          note(ctx, `${name} got a System error: ${msg.message}`);
-          break;
-      }
-    }
-  })();
-
-  conn.send(name);
+  conn.send(who.name);
   if (!(await settlesWithin(joined, 10_000))) {
-    note(ctx, `${name}: no join notice within 10 s`);
+    note(ctx, `${who.name}: no join notice within 10 s`);
     conn.terminate(); // counted as an unexpected drop below
   }
-
-  const end = stayer ? Infinity : ctx.now() + 10_000 + ctx.rng.int(50_000);
-  const gap = 1000 / ctx.rate;
-  while (!ctx.stopped() && ctx.now() < end && conn.readyState === 'open') {
-    await sleep(gap * (0.5 + ctx.rng.next()));
-    if (ctx.stopped() || conn.readyState !== 'open') break;
-    if (ctx.stayers.size > 1 && ctx.rng.next() < ctx.privateShare) {
-      const targets = [...ctx.stayers];
-      const to = targets[ctx.rng.int(targets.length)]!;
-      if (to === name) continue;
-      const k = sender.privateSent.get(to) ?? 0;
-      sender.privateSent.set(to, k + 1);
-      ctx.counters.privatesSent++;
-      if (!conn.send(`@${to} p${k}`)) await conn.drained();
-    } else {
-      sender.sendTimes.push(ctx.now()); // before the send: the Hub sees it later
-      ctx.counters.broadcastsSent++;
-      if (!conn.send(String(sender.sendTimes.length - 1))) await conn.drained();
-    }
-  }
-
+  await talk(ctx, conn, who, sender);
   if (conn.readyState === 'open' && ctx.stopped()) {
     // The run is over: stay connected until every message has been accounted for.
     await ctx.released;
   }
+  await leave(ctx, conn, receiver);
+  ctx.stayers.delete(who.name);
+  await reading;
+  settleLater(ctx, () => ctx.ledger.senderGone(sender));
+}
+
+/** Hands everything the chatter receives to the ledger; `onJoined` when its own join notice arrives. */
+async function readMessages(ctx: SoakContext, conn: WebSocketConnection, receiver: ReceiverLog, onJoined: () => void) {
+  for await (const m of conn) {
+    if (m.binary) continue;
+    const msg = JSON.parse(m.data) as { type: string; user: string; message: string };
+    switch (msg.type) {
+      case 'chat':
+        if (/^\d+$/.test(msg.message)) ctx.ledger.onBroadcast(receiver, msg.user, Number(msg.message));
+        break;
+      case 'private': {
+        const k = /^p(\d+)$/.exec(msg.message);
+        if (k) ctx.ledger.onPrivate(receiver, msg.user, Number(k[1]));
+        break;
+      }
+      case 'join':
+        if (msg.message === `${receiver.name} joined the chat`) {
+          receiver.joinedAt = ctx.now();
+          onJoined();
+        }
+        break;
+      case 'error':
+        ctx.counters.chatErrors++;
+        note(ctx, `${receiver.name} got a System error: ${msg.message}`);
+        break;
+    }
+  }
+}
+
+/** Sends until the session's end (never, for a stayer), the end of the run, or the connection's. */
+async function talk(ctx: SoakContext, conn: WebSocketConnection, who: Session, sender: SenderLog): Promise<void> {
+  const end = who.stayer ? Infinity : ctx.now() + 10_000 + ctx.rng.int(50_000);
+  const gap = 1000 / ctx.rate;
+  while (!ctx.stopped() && ctx.now() < end && conn.readyState === 'open') {
+    await sleep(gap * (0.5 + ctx.rng.next()));
+    if (ctx.stopped() || conn.readyState !== 'open') break;
+    let text: string;
+    if (ctx.stayers.size > 1 && ctx.rng.next() < ctx.privateShare) {
+      const targets = [...ctx.stayers];
+      const to = targets[ctx.rng.int(targets.length)]!;
+      if (to === who.name) continue;
+      const k = sender.privateSent.get(to) ?? 0;
+      sender.privateSent.set(to, k + 1);
+      ctx.counters.privatesSent++;
+      text = `@${to} p${k}`;
+    } else {
+      sender.sendTimes.push(ctx.now()); // before the send: the Hub sees it later
+      ctx.counters.broadcastsSent++;
+      text = String(sender.sendTimes.length - 1);
+    }
+    if (!conn.send(text)) await conn.drained();
+  }
+}
+
+/** Closes cleanly if the connection is still open; else it was dropped, which a chatter never should be. */
+async function leave(ctx: SoakContext, conn: WebSocketConnection, receiver: ReceiverLog): Promise<void> {
   if (conn.readyState === 'open') {
     const leftAt = ctx.now();
     conn.close(1000, '');
@@ -210,23 +210,19 @@ async function session(ctx: SoakContext, name: string, stayer: boolean): Promise
   } else {
     const info = await conn.closed;
     ctx.counters.unexpectedDrops++;
-    note(ctx, `${name} was dropped by the server: code=${info.code} reason=${JSON.stringify(info.reason)}`);
+    note(ctx, `${receiver.name} was dropped by the server: code=${info.code} reason=${JSON.stringify(info.reason)}`);
     ctx.ledger.receiverGone(receiver, ctx.now());
   }
-  ctx.stayers.delete(name);
-  await pump;
-  settleLater(ctx, () => ctx.ledger.senderGone(sender));
 }
 
 // ---- misbehaving peers ----
 
-function upgradeRequest(port: number): string {
-  return (
-    `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`
-  );
+/** The first `bytes` of an opening handshake, for peers that never finish it. */
+function halfRequest(ctx: SoakContext, bytes: number): string {
+  return clientRequest(new URL(ctx.url), newClientKey()).slice(0, bytes);
 }
 
+/** A plain TCP connection (no handshake). */
 function rawSocket(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = netConnect({ host: '127.0.0.1', port });
@@ -243,25 +239,16 @@ function closedPromise(socket: Socket): Promise<void> {
   return socket.destroyed ? Promise.resolve() : new Promise((r) => socket.once('close', () => r()));
 }
 
-/** A raw socket past the 101. */
+/** A raw socket past the 101; what the server sends is read and dropped (unless the socket is paused). */
 async function rawUpgraded(port: number): Promise<Socket> {
-  const socket = await rawSocket(port);
-  socket.write(upgradeRequest(port));
-  await new Promise<void>((resolve, reject) => {
-    let head = '';
-    const onData = (c: Buffer): void => {
-      head += c.toString('latin1');
-      if (head.includes('\r\n\r\n')) {
-        socket.off('data', onData);
-        if (head.startsWith('HTTP/1.1 101 ')) resolve();
-        else reject(new Error(`refused: ${head.split('\r\n', 1)[0]}`));
-      }
-    };
-    socket.on('data', onData);
-    socket.once('close', () => reject(new Error('closed during the handshake')));
-  });
-  socket.on('data', () => {}); // keep reading (and discarding) unless paused
+  const { socket } = await openRawWebSocket({ port, onData: () => {} });
+  socket.on('error', () => {});
   return socket;
+}
+
+/** A masked text frame, as a client sends it (RFC 6455 §5.3); `fin: false` for the first fragment of a message. */
+function maskedText(text: string, options: { fin?: boolean } = {}): Buffer {
+  return encodeFrame(Opcode.Text, text, /* masked */ true, options.fin ?? true);
 }
 
 /** Joins and sends far over the rate limit: expect refusals, then a close with 1008. */
@@ -302,7 +289,7 @@ export async function slowReader(ctx: SoakContext, n: number, holdMs: number): P
     return;
   }
   const closed = closedPromise(socket);
-  socket.write(encodeFrame(Opcode.Text, `slow${n}`, true));
+  socket.write(maskedText(`slow${n}`));
   socket.pause();
   // Hold still; stop early when the run ends.
   for (let t = 0; t < holdMs && !ctx.stopped(); t += 250) await sleep(250);
@@ -338,7 +325,7 @@ export async function garbage(ctx: SoakContext, n: number): Promise<void> {
       socket.write(randomBytes(1 + ctx.rng.int(300)));
       break;
     case 3: // half a request, then silence (slowloris)
-      socket.write(upgradeRequest(ctx.port).slice(0, 40));
+      socket.write(halfRequest(ctx, 40));
       break;
     case 4: // an oversized head
       socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
@@ -372,13 +359,13 @@ export async function abrupt(ctx: SoakContext, n: number): Promise<void> {
     const socket = variant === 1 ? await rawSocket(ctx.port) : await rawUpgraded(ctx.port);
     const closed = closedPromise(socket);
     if (variant === 1) {
-      socket.write(upgradeRequest(ctx.port).slice(0, 60)); // half a handshake
+      socket.write(halfRequest(ctx, 60)); // half a handshake
     } else if (variant === 2) {
-      socket.write(encodeFrame(Opcode.Text, `abrupt${n}`, true)); // a name, then half a frame
-      socket.write(encodeFrame(Opcode.Text, 'never finished', true).subarray(0, 9));
+      socket.write(maskedText(`abrupt${n}`)); // a name, then half a frame
+      socket.write(maskedText('never finished').subarray(0, 9));
     } else if (variant === 3) {
-      socket.write(encodeFrame(Opcode.Text, `abrupt${n}`, true)); // a name, then half a fragmented message
-      socket.write(encodeFrame(Opcode.Text, 'first half, ', true, false));
+      socket.write(maskedText(`abrupt${n}`)); // a name, then half a fragmented message
+      socket.write(maskedText('first half, ', { fin: false }));
     }
     // variant 4: upgraded, then gone before choosing a name
     await sleep(ctx.rng.int(200));

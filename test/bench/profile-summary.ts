@@ -1,14 +1,15 @@
 /**
  * Summarises a V8 .cpuprofile (node --cpu-prof): the top functions by self time, with their
- * inclusive time, and self time per source file. Locations in dist/*.js are mapped back to
- * src/*.ts through the .js.map files tsc writes next to them.
+ * inclusive time, and self time per source file. Locations in compiled .js files are mapped back
+ * to their .ts sources through the .js.map files tsc writes next to them.
  *
- *   node dist/bench/profile-summary.js /tmp/prof/CPU.*.cpuprofile [--top=25]
+ *   node dist-bench/test/bench/profile-summary.js /tmp/prof/CPU.*.cpuprofile [--top=25]
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ROOT } from './targets';
 
 interface CallFrame {
   functionName: string;
@@ -49,7 +50,6 @@ export interface ProfileSummary {
   readonly files: { file: string; selfMs: number; selfPct: number }[];
 }
 
-const projectRoot = resolve(__dirname, '..', '..');
 const sourceMaps = new Map<string, SourceMap | null>();
 
 function sourceMapFor(path: string): SourceMap | null {
@@ -75,41 +75,55 @@ function locate(frame: CallFrame): { file: string; location: string } {
   if (path.startsWith('/')) {
     const map = path.endsWith('.js') ? sourceMapFor(path) : null;
     if (map !== null) {
-      const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as { originalSource?: string; originalLine?: number };
+      const entry = map.findEntry(frame.lineNumber, frame.columnNumber) as {
+        originalSource?: string;
+        originalLine?: number;
+      };
       if (entry.originalSource !== undefined && entry.originalLine !== undefined) {
         const source = entry.originalSource.startsWith('file://')
           ? fileURLToPath(entry.originalSource)
           : resolve(dirname(path), entry.originalSource);
-        const file = relative(projectRoot, source);
+        const file = relative(ROOT, source);
         return { file, location: `${file}:${entry.originalLine + 1}` };
       }
     }
-    const file = relative(projectRoot, path);
+    const file = relative(ROOT, path);
     return { file, location: `${file}:${frame.lineNumber + 1}` };
   }
   return { file: url, location: `${url}:${frame.lineNumber + 1}` };
 }
 
-export function summarize(path: string, topN = 25): ProfileSummary {
-  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
-  const byId = new Map<number, ProfileNode>();
-  for (const node of profile.nodes) byId.set(node.id, node);
-
-  // Self time per node: each sample lasts until the next one (the last one gets the mean).
+/** Self time per profile node (each sample lasts until the next one; the last one gets the mean), µs. */
+function selfTimes(profile: CpuProfile): { selfUs: Map<number, number>; sampledUs: number } {
   const selfUs = new Map<number, number>();
   const n = profile.samples.length;
-  let sampled = 0;
+  let sampledUs = 0;
   for (let i = 0; i < n; i++) {
     const dt = i + 1 < n ? profile.timeDeltas[i + 1]! : (profile.endTime - profile.startTime) / Math.max(1, n);
     const id = profile.samples[i]!;
     selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
-    sampled += dt;
+    sampledUs += dt;
   }
+  return { selfUs, sampledUs };
+}
 
-  // Aggregate by function (name + location). Inclusive time counts a function once per stack even
-  // when it recurses.
+interface Row {
+  name: string;
+  location: string;
+  file: string;
+  self: number;
+  total: number;
+}
+
+/**
+ * Self and inclusive time by function (name + location). Inclusive time counts a function once per
+ * stack even when it recurses.
+ */
+function functionRows(profile: CpuProfile, selfUs: ReadonlyMap<number, number>): Row[] {
+  const byId = new Map<number, ProfileNode>();
+  for (const node of profile.nodes) byId.set(node.id, node);
   const keyOf = new Map<number, string>();
-  const rows = new Map<string, { name: string; location: string; file: string; self: number; total: number }>();
+  const rows = new Map<string, Row>();
   for (const node of profile.nodes) {
     const { file, location } = locate(node.callFrame);
     const name = node.callFrame.functionName || '(anonymous)';
@@ -118,13 +132,11 @@ export function summarize(path: string, topN = 25): ProfileSummary {
     if (!rows.has(key)) rows.set(key, { name, location, file, self: 0, total: 0 });
     rows.get(key)!.self += selfUs.get(node.id) ?? 0;
   }
+  // Inclusive time of every subtree, children before parents (an iterative DFS, then backwards).
   const root = profile.nodes[0]!;
-  const onStack = new Map<string, number>();
-  // Iterative DFS: inclusive time of a subtree, added to each distinct function on the path.
   const subtree = new Map<number, number>();
   const order: number[] = [];
-  const stack = [root.id];
-  while (stack.length > 0) {
+  for (const stack = [root.id]; stack.length > 0; ) {
     const id = stack.pop()!;
     order.push(id);
     for (const c of byId.get(id)!.children ?? []) stack.push(c);
@@ -135,6 +147,8 @@ export function summarize(path: string, topN = 25): ProfileSummary {
     for (const c of node.children ?? []) t += subtree.get(c) ?? 0;
     subtree.set(node.id, t);
   }
+  // Added to each distinct function on the path.
+  const onStack = new Map<string, number>();
   const visit = (id: number): void => {
     const key = keyOf.get(id)!;
     const depth = onStack.get(key) ?? 0;
@@ -144,10 +158,15 @@ export function summarize(path: string, topN = 25): ProfileSummary {
     onStack.set(key, depth);
   };
   visit(root.id);
+  return [...rows.values()].filter((r) => r.name !== '(root)');
+}
 
-  const total = Math.max(1, sampled);
-  const all = [...rows.values()].filter((r) => r.name !== '(root)');
-  const top = all
+export function summarize(path: string, topN = 25): ProfileSummary {
+  const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
+  const { selfUs, sampledUs } = selfTimes(profile);
+  const all = functionRows(profile, selfUs);
+  const total = Math.max(1, sampledUs);
+  const top = [...all]
     .sort((a, b) => b.self - a.self)
     .slice(0, topN)
     .map((r) => ({
@@ -168,7 +187,8 @@ export function summarize(path: string, topN = 25): ProfileSummary {
     .sort((a, b) => b[1] - a[1])
     .slice(0, 15)
     .map(([file, self]) => ({ file, selfMs: self / 1000, selfPct: (100 * self) / total }));
-  return { file: path, durationMs: (profile.endTime - profile.startTime) / 1000, sampledMs: sampled / 1000, top, files };
+  const durationMs = (profile.endTime - profile.startTime) / 1000;
+  return { file: path, durationMs, sampledMs: sampledUs / 1000, top, files };
 }
 
 export function formatSummary(s: ProfileSummary): string {
@@ -177,11 +197,14 @@ export function formatSummary(s: ProfileSummary): string {
   lines.push(`  ${'self ms'.padStart(9)} ${'self%'.padStart(6)} ${'total%'.padStart(7)}  function  (location)`);
   for (const r of s.top) {
     lines.push(
-      `  ${r.selfMs.toFixed(0).padStart(9)} ${r.selfPct.toFixed(1).padStart(6)} ${r.totalPct.toFixed(1).padStart(7)}  ${r.name}${r.location ? `  (${r.location})` : ''}`,
+      `  ${r.selfMs.toFixed(0).padStart(9)} ${r.selfPct.toFixed(1).padStart(6)} ` +
+        `${r.totalPct.toFixed(1).padStart(7)}  ${r.name}${r.location ? `  (${r.location})` : ''}`,
     );
   }
   lines.push('  self time by file:');
-  for (const f of s.files) lines.push(`  ${f.selfMs.toFixed(0).padStart(9)} ${f.selfPct.toFixed(1).padStart(6)}          ${f.file}`);
+  for (const f of s.files) {
+    lines.push(`  ${f.selfMs.toFixed(0).padStart(9)} ${f.selfPct.toFixed(1).padStart(6)}          ${f.file}`);
+  }
   return lines.join('\n');
 }
 
@@ -199,7 +222,7 @@ if (require.main === module) {
   const top = Number(process.argv.find((a) => a.startsWith('--top='))?.slice(6) ?? 25);
   const files = process.argv.slice(2).filter((a) => !a.startsWith('--'));
   if (files.length === 0) {
-    process.stderr.write('usage: node dist/bench/profile-summary.js <file.cpuprofile | dir> [--top=25]\n');
+    process.stderr.write('usage: node dist-bench/test/bench/profile-summary.js <file.cpuprofile | dir> [--top=25]\n');
     process.exit(2);
   }
   for (const f of files) {

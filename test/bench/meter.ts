@@ -3,10 +3,10 @@
  * CPU (all its threads), the whole machine's busy time (so CPU taken by anything else shows up),
  * and deliveries.
  */
-import { cpus, loadavg } from 'node:os';
+import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { machineCpuUs } from './proc';
-import type { ServerProcess } from './proc';
+import type { ServerProcess } from './server-process';
 
 export interface Snapshot {
   readonly wallUs: number;
@@ -24,7 +24,7 @@ export function snapshot(server: ServerProcess, clients: { readonly chats: numbe
   const machine = machineCpuUs();
   return {
     wallUs: performance.now() * 1000,
-    serverUs: server.cpuUs(),
+    serverUs: server.usage().cpuUs,
     clientUs: cpu.user + cpu.system,
     machineBusyUs: machine.busy,
     softirqUs: machine.softirq,
@@ -48,7 +48,6 @@ export interface Window {
   readonly otherCpuPct: number;
   /** Machine-wide softirq time (mostly the loopback network stack under this load), % of one core. */
   readonly softirqPct: number;
-  readonly cores: number;
 }
 
 export function window(a: Snapshot, b: Snapshot): Window {
@@ -66,7 +65,6 @@ export function window(a: Snapshot, b: Snapshot): Window {
     clientCpuPct: (100 * client) / wall,
     otherCpuPct: Math.max(0, (100 * (busy - server - client)) / wall),
     softirqPct: (100 * (b.softirqUs - a.softirqUs)) / wall,
-    cores: cpus().length,
   };
 }
 

@@ -15,21 +15,18 @@ export interface HistogramData {
   readonly counts: Float64Array;
   readonly count: number;
   readonly max: number;
-  readonly sum: number;
 }
 
 export class Histogram {
   private readonly counts = new Float64Array(BUCKETS);
   count = 0;
   max = 0;
-  private sum = 0;
 
   record(us: number): void {
     let v = us < 0 ? 0 : Math.floor(us);
     if (v > 0x7fffffff) v = 0x7fffffff;
     this.counts[indexOf(v)]!++;
     this.count++;
-    this.sum += v;
     if (v > this.max) this.max = v;
   }
 
@@ -37,22 +34,17 @@ export class Histogram {
     if (other.counts.length !== BUCKETS) throw new Error('histogram: bucket layouts differ');
     for (let i = 0; i < BUCKETS; i++) this.counts[i]! += other.counts[i]!;
     this.count += other.count;
-    this.sum += other.sum;
     if (other.max > this.max) this.max = other.max;
   }
 
   /** A copy of the samples as plain data (another histogram merges it with add()). */
   data(): HistogramData {
-    return { counts: this.counts.slice(), count: this.count, max: this.max, sum: this.sum };
+    return { counts: this.counts.slice(), count: this.count, max: this.max };
   }
 
   reset(): void {
     this.counts.fill(0);
-    this.count = this.max = this.sum = 0;
-  }
-
-  get mean(): number {
-    return this.count === 0 ? 0 : this.sum / this.count;
+    this.count = this.max = 0;
   }
 
   /** The value (µs, a bucket's midpoint) below which a fraction `q` (0..1) of the samples lie. */
