@@ -147,7 +147,8 @@ function serveHistory(hub: Hub, res: ServerResponse, room: string, url: URL, hea
   roomHistory(hub, room, page).then(
     (h) => {
       if (h === undefined) return sendJson(res, 404, { error: 'no such room' }, head);
-      const body = `{"room":"${h.room}","epoch":"${h.epoch}","offset":${h.offset},"messages":[${h.messages.join(',')}]}`;
+      const messages = h.messages.join(',');
+      const body = `{"room":"${h.room}","epoch":"${h.epoch}","offset":${h.offset},"messages":[${messages}]}`;
       sendJsonText(res, 200, body, head);
     },
     () => sendJson(res, 503, { error: 'shutting down' }, head),
