@@ -20,7 +20,7 @@
 import { TokenBucket } from './chat/models/rate-limit';
 import { DEFAULTS } from './config';
 import { createInterface, type Interface } from 'node:readline';
-import { parseInput, type ChatMessage } from './chat/models/message';
+import { parseInput } from './chat/models/protocol';
 import { clientsUrl, parseArgs, USAGE } from './cli/args';
 import {
   describeClose,
@@ -32,6 +32,7 @@ import {
   formatRoster,
   HELP_LINES,
   parseServerMessage,
+  type ServerMessage,
   sanitize,
   wantColor,
   type RosterEntry,
@@ -150,7 +151,7 @@ async function main(): Promise<number> {
 async function join(
   conn: WebSocketConnection,
   name: string,
-): Promise<{ ok: true; welcome: ChatMessage } | { ok: false; code: number; why: string }> {
+): Promise<{ ok: true; welcome: ServerMessage } | { ok: false; code: number; why: string }> {
   conn.send(name);
   const first = await within(conn.read(), TIMEOUT_MS);
   if (first === undefined) {

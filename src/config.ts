@@ -33,6 +33,16 @@ export interface Config {
   readonly handshakeTimeoutMs: number;
   /** Time a chat client has to send its name after the WebSocket handshake. */
   readonly joinTimeoutMs: number;
+  /** Messages each stream (room or private inbox) keeps for newcomers and for clients that resume. */
+  readonly historySize: number;
+  /** Messages a v2 client gets from a stream it joins without a position to resume from. */
+  readonly historyOnJoin: number;
+  /** Rooms on the server; when all have members, a new room is refused. */
+  readonly maxRooms: number;
+  /** Rooms one client may be in at once (the lobby counts). */
+  readonly maxRoomsPerClient: number;
+  /** How long a v2 client that vanished (no close frame) keeps its name, rooms and inbox. */
+  readonly resumeGraceMs: number;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +66,11 @@ export const DEFAULTS: Config = Object.freeze({
   maxBufferedBytes: 1024 * 1024,
   handshakeTimeoutMs: 10_000,
   joinTimeoutMs: 30_000,
+  historySize: 1000,
+  historyOnJoin: 50,
+  maxRooms: 1000,
+  maxRoomsPerClient: 20,
+  resumeGraceMs: 5000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -114,6 +129,12 @@ export function loadConfig(env: Env = process.env): Config {
     const why = `expected a host name or IP address (the port goes in PORT), got ${JSON.stringify(env.HOST)}`;
     throw new ConfigError('HOST', why);
   }
+  const historySize = integer(env, 'HISTORY_SIZE', DEFAULTS.historySize, 1, 1_000_000);
+  // More than the history holds cannot be sent; a history page is at most 100 messages.
+  const historyOnJoin = integer(env, 'HISTORY_ON_JOIN', Math.min(DEFAULTS.historyOnJoin, historySize), 0, 100);
+  if (historyOnJoin > historySize) {
+    throw new ConfigError('HISTORY_ON_JOIN', `must not exceed HISTORY_SIZE (${historySize}), got ${historyOnJoin}`);
+  }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
     host,
@@ -129,5 +150,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxBufferedBytes: integer(env, 'MAX_BUFFERED_BYTES', DEFAULTS.maxBufferedBytes, 1024, 1024 * 1024 * 1024),
     handshakeTimeoutMs: integer(env, 'HANDSHAKE_TIMEOUT_MS', DEFAULTS.handshakeTimeoutMs, 100, 600_000),
     joinTimeoutMs: integer(env, 'JOIN_TIMEOUT_MS', DEFAULTS.joinTimeoutMs, 100, 3_600_000),
+    historySize,
+    historyOnJoin,
+    maxRooms: integer(env, 'MAX_ROOMS', DEFAULTS.maxRooms, 1, 1_000_000),
+    maxRoomsPerClient: integer(env, 'MAX_ROOMS_PER_CLIENT', DEFAULTS.maxRoomsPerClient, 1, 1000),
+    resumeGraceMs: integer(env, 'RESUME_GRACE_MS', DEFAULTS.resumeGraceMs, 0, 3_600_000),
   });
 }

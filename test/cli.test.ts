@@ -22,7 +22,7 @@ import {
   sanitize,
   wantColor,
 } from '../src/cli/format';
-import type { ChatMessage } from '../src/chat/models/message';
+import type { ServerMessage as ChatMessage } from '../src/cli/format';
 import { loadConfig } from '../src/config';
 import { createApp, type App } from '../src/http/app';
 import { connect, HandshakeError, type WebSocketConnection } from '../src/websocket';
@@ -120,7 +120,13 @@ class Observer {
     for (;;) {
       const frame = await this.conn.read();
       if (frame === null || frame.binary) throw new Error(`observer: connection ended after ${JSON.stringify(seen)}`);
-      const { time: _time, ...m } = JSON.parse(frame.data) as ChatMessage;
+      // The lesson's fields; a stored message's place in its stream (and a notice's name) is not the CLI's.
+      const { time: _t, stream: _s, offset: _o, epoch: _e, name: _n, ...m } = JSON.parse(frame.data) as ChatMessage & {
+        stream?: string;
+        offset?: number;
+        epoch?: string;
+        name?: string;
+      };
       seen.push(m);
       if (match({ ...m, time: '' })) return seen;
     }

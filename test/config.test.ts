@@ -36,13 +36,19 @@ describe('loadConfig: defaults', () => {
       maxBufferedBytes: 1024 * 1024,
       handshakeTimeoutMs: 10_000,
       joinTimeoutMs: 30_000,
+      historySize: 1000,
+      historyOnJoin: 50,
+      maxRooms: 1000,
+      maxRoomsPerClient: 20,
+      resumeGraceMs: 5000,
     } satisfies Config);
   });
 
   it('empty and blank values mean "use the default"', () => {
     const env: Record<string, string> = {};
     for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
-      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS']) {
+      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
+      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS']) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -91,6 +97,14 @@ describe('loadConfig: every variable parses', () => {
     ['HANDSHAKE_TIMEOUT_MS', '600000', 'handshakeTimeoutMs', 600000],
     ['JOIN_TIMEOUT_MS', '100', 'joinTimeoutMs', 100],
     ['JOIN_TIMEOUT_MS', '3600000', 'joinTimeoutMs', 3600000],
+    ['HISTORY_SIZE', '1000000', 'historySize', 1_000_000],
+    ['HISTORY_SIZE', '50', 'historySize', 50],
+    ['HISTORY_ON_JOIN', '0', 'historyOnJoin', 0],
+    ['HISTORY_ON_JOIN', '100', 'historyOnJoin', 100],
+    ['MAX_ROOMS', '1', 'maxRooms', 1],
+    ['MAX_ROOMS_PER_CLIENT', '1000', 'maxRoomsPerClient', 1000],
+    ['RESUME_GRACE_MS', '0', 'resumeGraceMs', 0],
+    ['RESUME_GRACE_MS', '3600000', 'resumeGraceMs', 3_600_000],
   ];
   it.each(cases)('%s=%j', (name, value, key, expected) => {
     const config = loadConfig({ [name]: value });
@@ -110,13 +124,14 @@ describe('loadConfig: every variable parses', () => {
         PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
-        JOIN_TIMEOUT_MS: '7000',
+        JOIN_TIMEOUT_MS: '7000', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3', MAX_ROOMS_PER_CLIENT: '2',
+        RESUME_GRACE_MS: '100',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
-      joinTimeoutMs: 7000,
+      joinTimeoutMs: 7000, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2, resumeGraceMs: 100,
     });
   });
 });
@@ -159,12 +174,24 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['HANDSHAKE_TIMEOUT_MS', '600001'],
     ['JOIN_TIMEOUT_MS', '99'],
     ['JOIN_TIMEOUT_MS', 'later'],
+    ['HISTORY_SIZE', '0'],
+    ['HISTORY_ON_JOIN', '101'],
+    ['MAX_ROOMS', '0'],
+    ['MAX_ROOMS_PER_CLIENT', '1001'],
+    ['RESUME_GRACE_MS', '3600001'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });
     expect(error.variable).toBe(name);
     expect(error.name).toBe('ConfigError');
     expect(error.message.startsWith(`${name}: `)).toBe(true);
+  });
+
+  it('HISTORY_ON_JOIN cannot exceed HISTORY_SIZE; a small HISTORY_SIZE lowers the default', () => {
+    expect(configError({ HISTORY_SIZE: '10', HISTORY_ON_JOIN: '20' }).message).toBe(
+      'HISTORY_ON_JOIN: must not exceed HISTORY_SIZE (10), got 20',
+    );
+    expect(loadConfig({ HISTORY_SIZE: '10' }).historyOnJoin).toBe(10);
   });
 
   it('says what it expected and what it got', () => {

@@ -1,106 +1,122 @@
 /**
- * The Hub's fan-out unit alone, without sockets or the Hub: the one delivery path (encode once, post to
- * each recipient, report slow ones), the per-turn budget, the presence window and the audience rule.
+ * The Hub's fan-out unit alone, without sockets or the Hub: the one delivery path (one frame per stored
+ * message, posted to each member of its stream, slow ones reported), the per-turn budget, the presence
+ * window and the audience rule (a member receives a stream from an offset on).
  */
 import { describe, expect, it } from 'vitest';
 import { endOfTurn } from '../src/channel';
 import { Client } from '../src/chat/models/client';
 import { Fanout, type FanoutOptions } from '../src/chat/models/fanout';
-import { chatMessage, errorMessage, joinNotice, privateMessage } from '../src/chat/models/message';
-import type { PreparedFrame, WebSocketConnection } from '../src/websocket';
+import { Stream } from '../src/chat/models/history';
+import { chatMessage, encodeError, joinNotice } from '../src/chat/models/message';
+import type { Members } from '../src/chat/models/rooms';
+import { Session } from '../src/chat/models/session';
+import { PreparedFrame, type WebSocketConnection } from '../src/websocket';
 
 // Fan-out never touches a connection; a dropped client's connection is the Hub's business.
 const noConnection = { close() {} } as unknown as WebSocketConnection;
 
-/** Members in join order, with join sequence numbers 1, 2, 3... */
-function members(count: number, queue = 1024): Client[] {
-  return Array.from({ length: count }, (_, i) => {
-    const c = new Client(noConnection, queue);
-    c.name = `m${i + 1}`;
-    c.joinSeq = i + 1;
-    return c;
-  });
-}
-
 interface Setup {
   readonly fanout: Fanout;
   readonly slow: Client[];
-  readonly set: Set<Client>;
+  readonly clients: Client[];
+  readonly members: Members;
+  readonly stream: Stream;
 }
 
-function setup(clients: Client[], options: Partial<FanoutOptions> = {}): Setup {
+/** A stream with `count` members receiving it from offset 0, each with a client of queue `queue`. */
+function setup(count: number, options: Partial<FanoutOptions> & { queue?: number } = {}): Setup {
   const slow: Client[] = [];
-  const set = new Set(clients);
-  const fanout = new Fanout(set, {
-    perTurn: 64,
-    presenceWindowMs: 5,
-    onSlow: (c) => slow.push(c),
-    ...options,
-  });
-  return { fanout, slow, set };
+  const fanout = new Fanout({ perTurn: 64, presenceWindowMs: 5, onSlow: (c) => slow.push(c), ...options });
+  const members: Members = new Map();
+  const clients: Client[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = new Client(noConnection, options.queue ?? 1024);
+    client.name = `m${i + 1}`;
+    members.set(new Session(client.name, client.name, true, client, 10), 0);
+    clients.push(client);
+  }
+  return { fanout, slow, clients, members, stream: new Stream('room', 100) };
 }
 
 /** What is queued for a client, as "type:message", without waiting. */
 function queued(c: Client): string[] {
-  return c.send.tryReceiveMany().map((f: PreparedFrame) => {
-    const m = JSON.parse(f.bytes.subarray(f.bytes.indexOf('{')).toString()) as { type: string; message: string };
+  const frames = c.send.tryReceiveMany().flatMap((out) => (out instanceof PreparedFrame ? [out] : [...out]));
+  return frames.map((f) => {
+    const m = JSON.parse(payload(f.bytes)) as { type: string; message: string };
     return `${m.type}:${m.message}`;
   });
 }
 
+/** An unmasked server frame's payload (RFC 6455 §5.2: a 7-bit length, or 126/127 and 2/8 more bytes). */
+function payload(frame: Buffer): string {
+  const len7 = frame[1]! & 0x7f;
+  return frame.subarray(len7 < 126 ? 2 : len7 === 126 ? 4 : 10).toString();
+}
+
 describe('deliver', () => {
-  it('encodes a message once and posts the same frame to every member', () => {
-    const clients = members(3);
-    const { fanout } = setup(clients);
-    fanout.send(chatMessage('m1', 'hello'), 3);
+  it('turns a stored message into one frame and posts that frame to every member', () => {
+    const { fanout, clients, members, stream } = setup(3);
+    fanout.send(stream.append(chatMessage('m1', 'hello')), members);
     const frames = clients.map((c) => c.send.tryReceiveMany());
     expect(frames.map((f) => f.length)).toEqual([1, 1, 1]);
     expect(frames[1]![0]).toBe(frames[0]![0]);
     expect(frames[2]![0]).toBe(frames[0]![0]);
   });
 
-  it('reaches only those who had joined when it was said (joinSeq <= upTo)', () => {
-    const clients = members(3);
-    const { fanout } = setup(clients);
-    fanout.send(chatMessage('m1', 'early'), 2);
-    expect(clients.map(queued)).toEqual([['chat:early'], ['chat:early'], []]);
+  it('reaches a member only from the offset it receives the stream from', () => {
+    const { fanout, clients, members, stream } = setup(3);
+    const first = stream.append(chatMessage('m1', 'first'));
+    members.set([...members.keys()][2]!, first.offset); // the third got it as history already
+    fanout.send(first, members);
+    fanout.send(stream.append(chatMessage('m1', 'second')), members);
+    expect(clients.map(queued)).toEqual([
+      ['chat:first', 'chat:second'],
+      ['chat:first', 'chat:second'],
+      ['chat:second'],
+    ]);
   });
 
-  it('a private message goes to its addressee alone', () => {
-    const clients = members(3);
-    const { fanout } = setup(clients);
-    fanout.send(privateMessage('m1', 'm2', 'psst'), 3, clients[1]);
-    expect(clients.map(queued)).toEqual([[], ['private:psst'], []]);
+  it('skips a member in its grace period (no client), and keeps going', () => {
+    const { fanout, clients, members, stream } = setup(2);
+    [...members.keys()][0]!.client = null;
+    fanout.send(stream.append(chatMessage('m2', 'hi')), members);
+    expect(clients.map(queued)).toEqual([[], ['chat:hi']]);
   });
 
   it('reports a member whose queue is full after the loop, and the others still get the message', () => {
-    const clients = members(3, 1);
-    const { fanout, slow } = setup(clients);
-    fanout.send(chatMessage('m1', 'one'), 3);
-    clients[0]!.send.tryReceiveMany();
-    clients[2]!.send.tryReceiveMany();
-    fanout.send(chatMessage('m1', 'two'), 3);
+    const { fanout, slow, clients, members, stream } = setup(3, { queue: 1 });
+    fanout.send(stream.append(chatMessage('m1', 'one')), members);
+    queued(clients[0]!);
+    queued(clients[2]!);
+    fanout.send(stream.append(chatMessage('m1', 'two')), members);
     expect(slow).toEqual([clients[1]]);
     expect(queued(clients[0]!)).toEqual(['chat:two']);
     expect(queued(clients[2]!)).toEqual(['chat:two']);
   });
 
   it('an error for one client whose queue is full reports it like any fan-out', () => {
-    const [c] = members(1, 1);
-    const { fanout, slow } = setup([c!]);
-    fanout.tell(c!, errorMessage('first'));
-    fanout.tell(c!, errorMessage('second'));
-    expect(slow).toEqual([c]);
+    const { fanout, slow, clients } = setup(1, { queue: 1 });
+    fanout.tell(clients[0]!, encodeError('first'));
+    fanout.tell(clients[0]!, encodeError('second'));
+    expect(slow).toEqual([clients[0]]);
+  });
+
+  it('a backlog takes one place in the queue, however many messages it holds', () => {
+    const { fanout, slow, clients } = setup(1, { queue: 1 });
+    fanout.tell(clients[0]!, ['a', 'b', 'c'].map((t) => encodeError(t)));
+    expect(slow).toEqual([]);
+    expect(clients[0]!.send.length).toBe(1);
+    expect(queued(clients[0]!)).toEqual(['error:a', 'error:b', 'error:c']);
   });
 });
 
 describe('the per-turn budget', () => {
   it('has no room after perTurn deliveries, and gets it back with a wake-up at the end of the turn', async () => {
-    const clients = members(2);
-    const { fanout } = setup(clients, { perTurn: 3 });
+    const { fanout, members, stream } = setup(2, { perTurn: 3 });
     for (let i = 0; i < 3; i++) {
       expect(fanout.hasRoom).toBe(true);
-      fanout.send(chatMessage('m1', `c${i}`), 2);
+      fanout.send(stream.append(chatMessage('m1', `c${i}`)), members);
     }
     expect(fanout.hasRoom).toBe(false);
     expect(fanout.wake.length).toBe(0);
@@ -110,10 +126,9 @@ describe('the per-turn budget', () => {
   });
 
   it('delivers waiting messages at most perTurn per turn, in order', async () => {
-    const clients = members(1);
-    const { fanout } = setup(clients, { perTurn: 4 });
-    fanout.announce(joinNotice('m1'), 1);
-    for (let i = 0; i < 9; i++) fanout.send(chatMessage('m1', `c${i}`), 1);
+    const { fanout, clients, members, stream } = setup(1, { perTurn: 4 });
+    fanout.announce(stream.append(joinNotice('m1', 'lobby')), members);
+    for (let i = 0; i < 9; i++) fanout.send(stream.append(chatMessage('m1', `c${i}`)), members);
     fanout.flush();
     expect(queued(clients[0]!)).toEqual(['join:m1 joined the chat', 'chat:c0', 'chat:c1', 'chat:c2']);
     expect(fanout.pending).toBe(6);
@@ -131,9 +146,8 @@ describe('the per-turn budget', () => {
 
 describe('the presence window', () => {
   it('holds a notice until its window closes, then the wake-up lets it out', async () => {
-    const clients = members(2);
-    const { fanout } = setup(clients);
-    fanout.announce(joinNotice('m2'), 2);
+    const { fanout, clients, members, stream } = setup(2);
+    fanout.announce(stream.append(joinNotice('m2', 'lobby')), members);
     fanout.flush(); // not due yet: nothing goes out
     expect(clients.map((c) => c.send.length)).toEqual([0, 0]);
     await fanout.wake.receive();
@@ -141,49 +155,48 @@ describe('the presence window', () => {
     expect(clients.map(queued)).toEqual([['join:m2 joined the chat'], ['join:m2 joined the chat']]);
   });
 
-  it('a notice reaches only those who had joined when it was made', async () => {
-    const clients = members(3);
-    const { fanout } = setup(clients);
-    fanout.announce(joinNotice('m2'), 2); // m3 joins during the window
+  it('a waiting notice reaches only those who were members when it was stored', async () => {
+    const { fanout, clients, members, stream } = setup(3);
+    const third = [...members.keys()][2]!;
+    members.delete(third); // not a member yet
+    fanout.announce(stream.append(joinNotice('m2', 'lobby')), members);
+    members.set(third, stream.top); // joins during the window, from the latest offset on
     await fanout.wake.receive();
     fanout.flush();
     expect(clients.map(queued)).toEqual([['join:m2 joined the chat'], ['join:m2 joined the chat'], []]);
   });
 
   it('a message said during the window queues behind the notices and makes them due at once', () => {
-    const clients = members(2);
-    const { fanout } = setup(clients);
-    fanout.announce(joinNotice('m2'), 2);
-    fanout.send(chatMessage('m2', 'hi'), 2);
+    const { fanout, clients, members, stream } = setup(2);
+    fanout.announce(stream.append(joinNotice('m2', 'lobby')), members);
+    fanout.send(stream.append(chatMessage('m2', 'hi')), members);
     expect(clients[0]!.send.length).toBe(0);
     expect(fanout.wake.tryReceive().ready).toBe(true); // due now, not when the window closes
     fanout.flush();
     expect(queued(clients[0]!)).toEqual(['join:m2 joined the chat', 'chat:hi']);
   });
 
-  it('an error for one client does not wait behind notices', () => {
-    const clients = members(2);
-    const { fanout } = setup(clients);
-    fanout.announce(joinNotice('m2'), 2);
-    fanout.tell(clients[0]!, errorMessage('nope'));
+  it('a reply to one client does not wait behind notices', () => {
+    const { fanout, clients, members, stream } = setup(2);
+    fanout.announce(stream.append(joinNotice('m2', 'lobby')), members);
+    fanout.tell(clients[0]!, encodeError('nope'));
     expect(queued(clients[0]!)).toEqual(['error:nope']);
   });
 
-  it('a waiting private message for someone who has left since is not delivered', () => {
-    const clients = members(2);
-    const { fanout, set } = setup(clients);
-    fanout.announce(joinNotice('m2'), 2);
-    fanout.send(privateMessage('m1', 'm2', 'late'), 2, clients[1]);
-    set.delete(clients[1]!); // what the Hub does when m2 leaves
-    clients[1]!.finish(1000, '');
+  it('a waiting message for someone who has left since is not delivered to them', () => {
+    const { fanout, clients, members, stream } = setup(2);
+    fanout.announce(stream.append(joinNotice('m2', 'lobby')), members);
+    members.delete([...members.keys()][1]!); // what the Hub does when m2 leaves
     fanout.flush();
-    expect(queued(clients[0]!)).toEqual(['join:m2 joined the chat']);
+    fanout.send(stream.append(chatMessage('m1', 'late')), members);
+    fanout.flush();
+    expect(queued(clients[0]!)).toEqual(['join:m2 joined the chat', 'chat:late']);
     expect(queued(clients[1]!)).toEqual([]);
   });
 
-  it('with nobody left, a notice and everything waiting are dropped', async () => {
-    const { fanout } = setup([]);
-    fanout.announce(joinNotice('gone'), 1);
+  it('a notice with nobody to tell is not held at all', () => {
+    const { fanout, stream } = setup(0);
+    fanout.announce(stream.append(joinNotice('gone', 'lobby')), new Map());
     expect(fanout.pending).toBe(0);
   });
 });

@@ -1,36 +1,42 @@
 /**
- * The Hub's ordering guarantee, driven through its channels directly (no sockets): an unregister
- * must never overtake the leaver's messages still queued on `broadcast`, even when select() picks
- * the unregister case first. Math.random is pinned so select's uniform pick is the worst one.
+ * The Hub's ordering guarantees, driven through its channels directly (no sockets): an unregister never
+ * overtakes the leaver's last words, even when select() picks the unregister case first and many others'
+ * messages wait ahead; presence notices are held together and reach exactly those present.
+ * Math.random is pinned so select's uniform pick is the worst one.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { endOfTurn } from '../src/channel';
 import { Client } from '../src/chat/models/client';
 import { Hub, whoIsOnline } from '../src/chat/models/hub';
-import { chatMessage, privateMessage } from '../src/chat/models/message';
-import type { WebSocketConnection } from '../src/websocket';
+import { lessonRequest } from '../src/chat/models/protocol';
+import { PreparedFrame, type WebSocketConnection } from '../src/websocket';
 
 // The Hub only closes connections of clients it drops; none is dropped here (queues are large).
 const noConnection = { close() {} } as unknown as WebSocketConnection;
 
+/** A client of the lesson's protocol that has sent its name. */
 function member(name: string): Client {
-  const c = new Client(noConnection, 1024);
+  const c = new Client(noConnection, 100_000);
   c.name = name;
+  c.hello = { name, v2: false, token: undefined, resume: new Map() };
   return c;
 }
 
-/**
- * What a client's writePump would take in one wake-up (everything queued by the end of the turn),
- * as JSON payloads (server frames: 2- or 4-byte header, unmasked).
- */
+/** What the client's readPump would hand the Hub for this text. */
+const says = (c: Client, text: string) => ({ from: c, request: lessonRequest(text) });
+
+/** What a client's writePump would take in one wake-up (everything queued by the end of the turn). */
 async function texts(c: Client): Promise<string[]> {
-  const frames = await c.send.receiveMany();
+  const queued = await c.send.receiveMany();
   await endOfTurn();
-  frames.push(...c.send.tryReceiveMany());
-  return frames.map((f) => {
-    const m = JSON.parse(f.bytes.subarray(f.bytes.indexOf('{')).toString()) as { type: string; message: string };
-    return `${m.type}:${m.message}`;
-  });
+  queued.push(...c.send.tryReceiveMany());
+  return queued
+    .flatMap((out) => (out instanceof PreparedFrame ? [out] : [...out]))
+    .map((f) => {
+      const len7 = f.bytes[1]! & 0x7f;
+      const m = JSON.parse(f.bytes.subarray(len7 < 126 ? 2 : 4).toString()) as { type: string; message: string };
+      return `${m.type}:${m.message}`;
+    });
 }
 
 afterEach(() => vi.restoreAllMocks());
@@ -54,9 +60,9 @@ describe('Hub ordering', () => {
     const speak = async (c: Client, count: number): Promise<void> => {
       for (let i = 0; i < count; i++) {
         const text = `${c.name}-${i}`;
-        const message = c === alice && i % 3 === 0 ? privateMessage('alice', 'bob', text) : chatMessage(c.name, text);
-        if (c === alice) said.push(`${message.type}:${text}`);
-        await hub.broadcast.send({ from: c, message });
+        const line = c === alice && i % 3 === 0 ? `@bob ${text}` : text;
+        if (c === alice) said.push(`${line.startsWith('@') ? 'private' : 'chat'}:${text}`);
+        await hub.broadcast.send(says(c, line));
       }
     };
     const crowdDone = Promise.all(crowd.map((c) => speak(c, 20)));
@@ -104,7 +110,7 @@ describe('presence notices', () => {
     const alice = member('alice');
     await hub.register.send(alice);
     // alice's notice is waiting out its window; her first words must queue behind it.
-    void hub.broadcast.send({ from: alice, message: chatMessage('alice', 'hi all') });
+    void hub.broadcast.send(says(alice, 'hi all'));
     const got: string[] = [];
     while (got.length < 2) got.push(...(await texts(bob)));
     expect(got).toEqual(['join:alice joined the chat', 'chat:hi all']);

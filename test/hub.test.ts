@@ -32,13 +32,27 @@ afterEach(async () => {
   running = [];
 });
 
-/** The exact JSON shape: these fields, in this order, and a time that is an ISO 8601 date. */
+/**
+ * The lesson's JSON shape: these fields, in this order, and a time that is an ISO 8601 date. Stored
+ * messages also carry their place in a stream (and notices the member's name) after the lesson's fields.
+ */
 function expectMessage(m: ChatMsg, expected: Omit<ChatMsg, 'time'>): void {
-  const { time, ...rest } = m;
+  const { time, stream, offset, epoch, name, ...rest } = m as ChatMsg & Record<string, unknown>;
   expect(rest).toEqual(expected);
-  expect(Object.keys(m)).toEqual(expected.to === undefined ? ['type', 'user', 'message', 'time'] : ['type', 'user', 'message', 'to', 'time']);
+  const lesson = expected.to === undefined ? ['type', 'user', 'message'] : ['type', 'user', 'message', 'to'];
+  const keys = Object.keys(m);
+  expect(keys.slice(0, lesson.length)).toEqual(lesson);
+  expect(keys).toContain('time');
+  if (m.type !== 'error') {
+    expect(keys.filter((k) => !lesson.includes(k))).toEqual(
+      m.type === 'join' || m.type === 'leave' ? ['name', 'time', 'stream', 'offset', 'epoch'] : ['time', 'stream', 'offset', 'epoch'],
+    );
+    expect(typeof stream).toBe('string');
+    expect(Number.isInteger(offset)).toBe(true);
+    expect(typeof epoch).toBe('string');
+  }
   expect(typeof time).toBe('string');
-  expect(new Date(time).toISOString()).toBe(time);
+  expect(new Date(time as string).toISOString()).toBe(time);
 }
 
 /** GET /clients, parsed. */

@@ -6,9 +6,18 @@
  *   12:00:02 alice: hello                     12:00:04 error: carol is not online
  *   12:00:05 <-- bob left the chat
  */
-import type { ChatMessage, MessageType } from '../chat/models/message';
+import type { MessageType } from '../chat/models/message';
 import type { CloseInfo } from '../websocket';
 import { CloseCode, HandshakeError } from '../websocket';
+
+/** A message as the server sends it: what this client shows. */
+export interface ServerMessage {
+  readonly type: MessageType;
+  readonly user: string;
+  readonly message: string;
+  readonly to?: string;
+  readonly time: string;
+}
 
 // ---- colours ----
 
@@ -61,8 +70,8 @@ export function sanitize(text: string): string {
 
 const TYPES: ReadonlySet<MessageType> = new Set<MessageType>(['join', 'leave', 'chat', 'private', 'error']);
 
-/** A server text frame as a ChatMessage, or undefined if it is not one (we show those raw). */
-export function parseServerMessage(text: string): ChatMessage | undefined {
+/** A server text frame as a ServerMessage, or undefined if it is not one (we show those raw). */
+export function parseServerMessage(text: string): ServerMessage | undefined {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -83,7 +92,7 @@ export function parseServerMessage(text: string): ChatMessage | undefined {
 }
 
 /** The message's own time if it has a valid one, else now. */
-function timeOf(m: ChatMessage, now: Date): Date {
+function timeOf(m: ServerMessage, now: Date): Date {
   const t = new Date(m.time);
   return Number.isNaN(t.getTime()) ? now : t;
 }
@@ -91,7 +100,7 @@ function timeOf(m: ChatMessage, now: Date): Date {
 // ---- lines ----
 
 /** One server message as one line. `me` is our own name: private messages to us say "you". */
-export function formatMessage(m: ChatMessage, me: string, color: boolean, now = new Date()): string {
+export function formatMessage(m: ServerMessage, me: string, color: boolean, now = new Date()): string {
   const paint = painter(color);
   const time = paint('dim', clockTime(timeOf(m, now)));
   const text = sanitize(m.message);

@@ -33,7 +33,15 @@ const TCP_HEADROOM = 256;
 const MAX_HEADER_BYTES = 16 * 1024;
 
 export function createApp(config: Config, log: Logger = silentLogger): App {
-  const hub = new Hub({ log, sendQueue: config.sendQueue });
+  const hub = new Hub({
+    log,
+    sendQueue: config.sendQueue,
+    historySize: config.historySize,
+    historyOnJoin: config.historyOnJoin,
+    maxRooms: config.maxRooms,
+    maxRoomsPerClient: config.maxRoomsPerClient,
+    resumeGraceMs: config.resumeGraceMs,
+  });
   const running = hub.run().catch((error: unknown) => {
     // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
     log(`fatal: the Hub stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

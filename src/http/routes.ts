@@ -4,11 +4,13 @@
  *
  *   GET /          the chat page                GET /ws     the chat (WebSocket)
  *   GET /clients   who is online (JSON)         GET /echo   echo (WebSocket)
+ *   GET /rooms     the rooms (JSON)             GET /rooms/<room>/history   a room's stored messages
  *   GET /healthz   liveness for load balancers
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { whoIsOnline, type Hub } from '../chat/models/hub';
+import { listRooms, roomHistory, whoIsOnline, type Hub } from '../chat/models/hub';
+import { isRoomName, MAX_HISTORY_PAGE } from '../chat/models/protocol';
 import { checkUpgradeRequest, rejectUpgrade } from '../websocket';
 import { servePage, type StaticPage } from './static';
 
@@ -39,7 +41,10 @@ export interface RouteContext {
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, head: boolean): void {
-  const text = JSON.stringify(body);
+  sendJsonText(res, status, JSON.stringify(body), head);
+}
+
+function sendJsonText(res: ServerResponse, status: number, text: string, head: boolean): void {
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': String(Buffer.byteLength(text)),
@@ -82,23 +87,32 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
   }
   const head = req.method === 'HEAD';
   if (req.method !== 'GET' && !head) {
-    if (path === '/' || path === '/clients' || path === '/healthz') {
+    if (path === '/' || path === '/clients' || path === '/healthz' || path.startsWith('/rooms')) {
       sendText(res, 405, 'method not allowed', { Allow: 'GET, HEAD' });
     } else {
       sendText(res, 404, 'not found');
     }
     return;
   }
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const gone = (): void => sendJson(res, 503, { error: 'shutting down' }, head);
+  const history = /^\/rooms\/([^/]+)\/history$/.exec(path);
+  if (history !== null) return void serveHistory(ctx.hub, res, decodeURIComponent(history[1]!), url, head);
   switch (path) {
     case '/':
     case '/index.html':
       servePage(ctx.page, res, head);
       return;
-    case '/clients':
-      whoIsOnline(ctx.hub).then(
-        (clients) => sendJson(res, 200, { count: clients.length, clients }, head),
-        () => sendJson(res, 503, { error: 'shutting down' }, head),
-      );
+    case '/clients': {
+      const room = url.searchParams.get('room') ?? undefined;
+      whoIsOnline(ctx.hub, room).then((clients) => {
+        if (clients === undefined) sendJson(res, 404, { error: `no room ${room}` }, head);
+        else sendJson(res, 200, { count: clients.length, clients }, head);
+      }, gone);
+      return;
+    }
+    case '/rooms':
+      listRooms(ctx.hub).then((rooms) => sendJson(res, 200, { rooms }, head), gone);
       return;
     case '/healthz':
       if (ctx.accepting()) sendJson(res, 200, { status: 'ok' }, head);
@@ -107,6 +121,38 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
     default:
       sendText(res, 404, 'not found');
   }
+}
+
+/**
+ * GET /rooms/<room>/history?after=N&limit=M (or before=N): the room's stored messages, oldest first,
+ * exactly as its members received them. Private inboxes are not readable over HTTP.
+ */
+function serveHistory(hub: Hub, res: ServerResponse, room: string, url: URL, head: boolean): void {
+  const param = (name: string): number | undefined | null => {
+    const raw = url.searchParams.get(name);
+    if (raw === null) return undefined;
+    return /^\d{1,15}$/.test(raw) ? Number(raw) : null;
+  };
+  const after = param('after');
+  const before = param('before');
+  const limit = param('limit') ?? MAX_HISTORY_PAGE;
+  if (after === null || before === null || (after !== undefined && before !== undefined)) {
+    return sendJson(res, 400, { error: 'use after=<offset> or before=<offset>, not both' }, head);
+  }
+  if (limit === null || limit < 1 || limit > MAX_HISTORY_PAGE) {
+    return sendJson(res, 400, { error: `limit must be from 1 to ${MAX_HISTORY_PAGE}` }, head);
+  }
+  if (!isRoomName(room)) return sendJson(res, 404, { error: 'no such room' }, head);
+  const page = { limit, ...(after !== undefined ? { after } : {}), ...(before !== undefined ? { before } : {}) };
+  roomHistory(hub, room, page).then(
+    (h) => {
+      if (h === undefined) return sendJson(res, 404, { error: 'no such room' }, head);
+      const messages = h.messages.join(',');
+      const body = `{"room":"${h.room}","epoch":"${h.epoch}","offset":${h.offset},"messages":[${messages}]}`;
+      sendJsonText(res, 200, body, head);
+    },
+    () => sendJson(res, 503, { error: 'shutting down' }, head),
+  );
 }
 
 /**

@@ -120,6 +120,14 @@ export class WebSocketConnection implements FrameHandler {
     return this.state;
   }
 
+  /**
+   * The connection ended with no close frame either way: the peer just went away (TCP closed under us,
+   * or the heartbeat gave up on it), rather than closing or being closed.
+   */
+  get vanished(): boolean {
+    return this.state !== 'open' && !this.receivedClose && this.sentCode === undefined && this.failCode === undefined;
+  }
+
   /** Bytes written but not yet handed to the kernel. */
   get bufferedAmount(): number {
     return this.socket.writableLength;

@@ -5,7 +5,7 @@
  *   node dist-bench/test/bench/micro.js [--ms=500]
  */
 import { performance } from 'node:perf_hooks';
-import { chatMessage, encodeMessage } from '../../src/chat/models/message';
+import { chatMessage, encodeStored } from '../../src/chat/models/message';
 import { FrameParser, type FrameHandler } from '../../src/websocket/frame-parser';
 import { encodeFrame, PreparedFrame } from '../../src/websocket/frame-writer';
 import { Opcode } from '../../src/websocket/opcodes';
@@ -89,7 +89,7 @@ function parseMasked(ms: number, payloadBytes: number, chunk: number): MicroResu
 
 /** Client side (what the load client does): many small unmasked server frames per socket chunk. */
 function parseServerFrames(ms: number): MicroResult {
-  const json = encodeMessage(chatMessage('c123', 't=123456789 s=3 q=4567'));
+  const json = encodeStored(chatMessage('c123', 't=123456789 s=3 q=4567'), 'lobby', 123, 'e');
   const frame = PreparedFrame.text(json).bytes;
   const perChunk = 64;
   const chunk = Buffer.concat(Array.from({ length: perChunk }, () => frame));
@@ -106,11 +106,12 @@ function prepareBroadcast(ms: number): MicroResult {
   let sink = 0;
   const opsPerSec = timed(ms, 1000, () => {
     for (let i = 0; i < 1000; i++) {
-      sink += PreparedFrame.text(encodeMessage(chatMessage('c123', `t=${i} s=3 q=4567`))).bytes.length;
+      const json = encodeStored(chatMessage('c123', `t=${i} s=3 q=4567`), 'lobby', i, 'e');
+      sink += PreparedFrame.text(json).bytes.length;
     }
   });
   if (sink < 0) throw new Error('unreachable');
-  return { name: 'chatMessage+encodeMessage+PreparedFrame.text', opsPerSec, mbPerSec: null };
+  return { name: 'chatMessage+encodeStored+PreparedFrame.text', opsPerSec, mbPerSec: null };
 }
 
 function preparedText(ms: number, bytes: number): MicroResult {

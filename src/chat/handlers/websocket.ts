@@ -2,22 +2,18 @@
  * The chat's connection handler (the lesson's handlers/websocket.go): HandleWebSocket, readPump and
  * writePump, one async loop each, running concurrently like the Go goroutines.
  *
- *   handleWebSocket  the first message is the name (the exercise), then register with the Hub
+ *   handleWebSocket  the first message says who the client is (the exercise's name, or a v2 hello),
+ *                    then it registers with the Hub
  *   readPump         reads the client's messages and hands them to the Hub; unregisters when done
  *   writePump        drains the client's send channel to the socket, a whole batch per wake-up
  */
 import { ChannelClosedError, endOfTurn } from '../../channel';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
-import { Client } from '../models/client';
+import { Client, type Outbound } from '../models/client';
 import type { Hub } from '../models/hub';
-import {
-  chatMessage,
-  encodeMessage,
-  errorMessage,
-  nameProblem,
-  parseInput,
-  privateMessage,
-} from '../models/message';
+import { encodeError } from '../models/message';
+import { nameProblem } from '../models/names';
+import { isRefusal, lessonRequest, parseHello, parseRequest } from '../models/protocol';
 import { TokenBucket } from '../models/rate-limit';
 
 export interface ChatOptions {
@@ -37,7 +33,7 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
   const client = new Client(conn, options.sendQueue);
   const writing = writePump(client); // go writePump(client)
 
-  // Step 1 (the exercise): the first text message is the user name.
+  // Step 1 (the exercise): the first text message is the user name, or a v2 hello.
   const deadline = setTimeout(
     () => conn.close(CloseCode.PolicyViolation, 'no name sent in time'),
     options.joinTimeoutMs,
@@ -50,12 +46,15 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
     log(`refused reason="binary name"`);
     client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
   } else {
-    const problem = nameProblem(first.data);
+    const hello = parseHello(first.data);
+    const problem = isRefusal(hello) ? hello.problem : nameProblem(hello.name);
     if (problem !== undefined) {
-      log(`refused name=${JSON.stringify(first.data)} reason=${JSON.stringify(problem)}`);
+      const name = isRefusal(hello) ? '' : hello.name;
+      log(`refused name=${JSON.stringify(name)} reason=${JSON.stringify(problem)}`);
       refuse(client, problem);
-    } else {
-      client.name = first.data;
+    } else if (!isRefusal(hello)) {
+      client.name = hello.name;
+      client.hello = hello;
       try {
         await hub.register.send(client);
         await readPump(client, hub, options);
@@ -74,18 +73,18 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
   );
 }
 
-/** A refused name: a System error saying why, then close 1008. */
+/** A refused hello: an error saying why, then close 1008. */
 function refuse(client: Client, why: string): void {
-  client.post(PreparedFrame.text(encodeMessage(errorMessage(why))));
+  client.post(PreparedFrame.text(encodeError(why)));
   client.finish(CloseCode.PolicyViolation, why);
 }
 
 /**
- * readPump's own answers (rate limit, empty message) go straight to the client's queue. A full queue
- * ends the client like any other fan-out would: it is not reading what it is told.
+ * readPump's own answers (rate limit, a request it cannot read) go straight to the client's queue. A
+ * full queue ends the client like any other fan-out would: it is not reading what it is told.
  */
-function reply(client: Client, text: string): boolean {
-  if (client.post(PreparedFrame.text(encodeMessage(errorMessage(text))))) return true;
+function reply(client: Client, why: string, cid?: string): boolean {
+  if (client.post(PreparedFrame.text(encodeError(why, cid)))) return true;
   client.endWith(CloseCode.PolicyViolation, 'too slow: send queue full');
   return false;
 }
@@ -96,11 +95,12 @@ function reply(client: Client, text: string): boolean {
  */
 export async function readPump(client: Client, hub: Hub, options: ChatOptions): Promise<void> {
   const bucket = new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, Date.now());
+  const v2 = client.hello!.v2;
   let refusedInARow = 0;
   try {
     for (let m = await client.conn.read(); m !== null; m = await client.conn.read()) {
-      // The Hub has let go of this client (name taken, or dropped as too slow): messages still in the
-      // connection's inbox must not go out under its name, after its leave notice or as an impostor.
+      // The Hub has let go of this client (name taken, replaced, or dropped as too slow): messages still
+      // in the connection's inbox must not go out under its name, after its leave notice or as an impostor.
       if (client.send.closed) break;
       // To end the client, readPump records why and leaves: `send` is the Hub's to close (Go: close(client.Send)
       // in Run); the writePump then sends what is queued (the error saying why) before the close frame.
@@ -118,22 +118,27 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
         continue;
       }
       refusedInARow = 0;
-      if (m.data.length === 0) {
+      if (!v2 && m.data.length === 0) {
         if (!reply(client, 'empty messages are not sent')) break;
         continue;
       }
-      const input = parseInput(m.data);
-      const message =
-        input.kind === 'private'
-          ? privateMessage(client.name, input.to, input.text)
-          : chatMessage(client.name, input.text);
-      // Unbuffered: this resolves once the Hub has taken the message (see Hub.broadcast).
-      await hub.broadcast.send({ from: client, message });
+      const request = v2 ? parseRequest(m.data) : lessonRequest(m.data);
+      if (isRefusal(request)) {
+        if (!reply(client, request.problem, request.cid)) break;
+        continue;
+      }
+      // Unbuffered: this resolves once the Hub has taken the request (see Hub.broadcast).
+      await hub.broadcast.send({ from: client, request });
     }
   } finally {
+    // A connection that just went away (no close frame either way) may come back and resume.
+    client.vanished = client.conn.vanished && client.closeCode === undefined;
     await hub.unregister.send(client); // the Hub finishes the client and tells the others
   }
 }
+
+/** Larger batches are written in slices, waiting for the socket between them: never a burst of megabytes. */
+const WRITE_SLICE_BYTES = 64 * 1024;
 
 /**
  * Go: writePump. Wakes on the first queued frame, lets the rest of the event-loop turn add to it, then
@@ -142,12 +147,38 @@ export async function readPump(client: Client, hub: Hub, options: ChatOptions): 
  */
 export async function writePump(client: Client): Promise<void> {
   const { conn, send } = client;
-  for (let frames = await send.receiveMany(); frames.length > 0; frames = await send.receiveMany()) {
-    // Let the rest of this event-loop turn's broadcasts queue up behind the first: one write for all.
+  for (let queued = await send.receiveMany(); queued.length > 0; queued = await send.receiveMany()) {
+    // Let the rest of this event-loop turn's messages queue up behind the first: one write for all.
     await endOfTurn();
-    const later = send.tryReceiveMany();
+    const frames = flatten(queued, send.tryReceiveMany());
     if (conn.readyState !== 'open') continue; // keep draining until the Hub lets go of us
-    if (!conn.sendFrames(later.length === 0 ? frames : frames.concat(later))) await conn.drained();
+    await write(conn, frames);
   }
   conn.close(client.closeCode ?? CloseCode.Normal, client.closeReason);
+}
+
+/** The frames of a batch in order, a backlog's frames in its place. */
+function flatten(first: readonly Outbound[], more: readonly Outbound[]): PreparedFrame[] {
+  const frames: PreparedFrame[] = [];
+  for (const list of [first, more]) {
+    for (const out of list) {
+      if (out instanceof PreparedFrame) frames.push(out);
+      else for (const frame of out) frames.push(frame);
+    }
+  }
+  return frames;
+}
+
+async function write(conn: WebSocketConnection, frames: readonly PreparedFrame[]): Promise<void> {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < frames.length; i++) {
+    bytes += frames[i]!.bytes.length;
+    if (bytes < WRITE_SLICE_BYTES && i < frames.length - 1) continue;
+    const slice = start === 0 && i === frames.length - 1 ? frames : frames.slice(start, i + 1);
+    start = i + 1;
+    bytes = 0;
+    if (!conn.sendFrames(slice)) await conn.drained();
+    if (conn.readyState !== 'open') return;
+  }
 }

@@ -1,37 +1,47 @@
 /**
- * Client: one chatter (the lesson's models.Client): its WebSocket connection, its name, and the
- * bounded `send` channel the Hub fills and the client's writePump drains.
+ * Client: one connection of a chatter (the lesson's models.Client): its WebSocket connection, its name,
+ * and the bounded `send` channel the Hub fills and the client's writePump drains. The name itself (the
+ * rooms, the inbox) belongs to a Session, which may outlive this connection.
  */
 import { Channel } from '../../channel';
 import type { PreparedFrame, WebSocketConnection } from '../../websocket';
+import type { Hello } from './protocol';
+import type { Session } from './session';
+
+/** What takes one place in a send queue: a frame, or a backlog of them (history, recovered messages). */
+export type Outbound = PreparedFrame | readonly PreparedFrame[];
 
 export class Client {
   /** The lesson's Name; empty until the first message has chosen it. */
   name = '';
-  /** Set by the Hub when it admits the client: 1 for the first to join, 2 for the next... */
-  joinSeq = 0;
+  /** Who the client says it is (its first message); the Hub decides. */
+  hello: Hello | null = null;
+  /** The session this connection speaks for, once the Hub has admitted it. */
+  session: Session | null = null;
   /** When the WebSocket connection was accepted. */
   readonly connectedAt = new Date();
-  /** The lesson's Send chan: bounded, so a slow reader costs at most `capacity` queued frames. */
-  readonly send: Channel<PreparedFrame>;
+  /** The lesson's Send chan: bounded, so a slow reader costs at most `capacity` queued entries. */
+  readonly send: Channel<Outbound>;
   /** Why the server ended this client, when it did; the writePump closes the connection with it. */
   closeCode: number | undefined;
   closeReason = '';
+  /** The connection ended without a close frame from the peer or a decision of ours: it may come back. */
+  vanished = false;
 
   constructor(
     /** The lesson's Conn. */
     readonly conn: WebSocketConnection,
     sendQueue: number,
   ) {
-    this.send = new Channel<PreparedFrame>(sendQueue);
+    this.send = new Channel<Outbound>(sendQueue);
   }
 
   /**
    * The one way a frame enters this client's queue: without waiting, like Go's
    * `select { case client.Send <- m: default: }`. False when the queue is full: the client is too slow.
    */
-  post(frame: PreparedFrame): boolean {
-    return this.send.trySend(frame);
+  post(out: Outbound): boolean {
+    return this.send.trySend(out);
   }
 
   /**

@@ -2,22 +2,23 @@
  * Fan-out: how the Hub's messages reach clients, and the pacing around it. The Hub decides what is said
  * and to whom; this unit delivers it.
  *
- *   deliver   the one path: a message is encoded once and the same frame is posted to every recipient
- *             (Go's `select { case client.Send <- m: default: }`); a full queue means a slow client, whom
- *             the Hub drops.
+ *   deliver   the one path: a stored message becomes one frame, and the same frame is posted to every
+ *             member of its stream (Go's `select { case client.Send <- m: default: }`); a full queue
+ *             means a slow client, whom the Hub drops.
  *   budget    at most `perTurn` messages per event-loop turn. writePumps flush at the end of a turn, so a
  *             reading client's queue never holds more than two turns' worth: with `perTurn` at most half
  *             the queue, a burst alone never drops a client that keeps reading.
  *   presence  join and leave notices wait `presenceWindowMs` for the rest of their burst: connecting N
  *             clients costs N² notices, and held together they reach each client in one write. A message
  *             that arrives meanwhile queues behind them, so nobody speaks before their join shows.
- *   audience  a waiting message goes to the members who had joined when it was said (joinSeq <= upTo),
- *             exactly as if it had gone out at once.
+ *   audience  each member receives a stream from an offset on (what it got as history or recovered came
+ *             before), so a message that waited goes to exactly those who were there when it was stored.
  */
 import { Channel, endOfTurn } from '../../channel';
 import { PreparedFrame } from '../../websocket';
-import type { Client } from './client';
-import { encodeMessage, type ChatMessage } from './message';
+import type { Client, Outbound } from './client';
+import type { Stored } from './history';
+import type { Members } from './rooms';
 
 export interface FanoutOptions {
   /** Messages delivered per event-loop turn at most. */
@@ -28,11 +29,9 @@ export interface FanoutOptions {
   readonly onSlow: (client: Client) => void;
 }
 
-/** A message waiting its turn, for the members with joinSeq <= upTo, or for `to` alone. */
 interface Waiting {
-  readonly message: ChatMessage;
-  readonly upTo: number;
-  readonly to: Client | undefined;
+  readonly stored: Stored;
+  readonly members: Members;
 }
 
 export class Fanout {
@@ -49,11 +48,7 @@ export class Fanout {
   private window: NodeJS.Timeout | null = null;
   private spent = 0;
 
-  constructor(
-    /** The Hub's members in join order; read here, changed only by the Hub. */
-    private readonly members: ReadonlySet<Client>,
-    private readonly options: FanoutOptions,
-  ) {}
+  constructor(private readonly options: FanoutOptions) {}
 
   /** False once this turn's budget is spent: the Hub stops taking messages until `wake`. */
   get hasRoom(): boolean {
@@ -65,27 +60,22 @@ export class Fanout {
     return this.waiting.length - this.head;
   }
 
-  /**
-   * Something said, for the members present now (`upTo`) or for one of them: it keeps its place behind
-   * waiting notices.
-   */
-  send(message: ChatMessage, upTo: number, to?: Client): void {
+  /** A stored message for the members of its stream; it keeps its place behind waiting notices. */
+  send(stored: Stored, members: Members): void {
     if (this.pending === 0) {
-      this.deliver(message, upTo, to);
+      this.deliver(stored, members);
       return;
     }
-    this.waiting.push({ message, upTo, to });
+    this.waiting.push({ stored, members });
     this.due = true;
     this.wake.trySend();
   }
 
   /** A join or leave notice: it waits for the presence window, with the others of its burst. */
-  announce(notice: ChatMessage, upTo: number): void {
-    if (this.members.size === 0) {
-      this.clear(); // nobody is left to tell anything, this or what already waits
-      return;
-    }
-    this.waiting.push({ message: notice, upTo, to: undefined });
+  announce(stored: Stored, members: Members): void {
+    // Nobody to tell now means nobody ever: whoever joins later gets it as history, if at all.
+    if (members.size === 0) return;
+    this.waiting.push({ stored, members });
     if (!this.due && this.window === null) {
       this.window = setTimeout(() => {
         this.window = null;
@@ -96,23 +86,29 @@ export class Fanout {
     }
   }
 
-  /** A reply to one client (an error, a refusal): at once, since it answers what that client just did. */
-  tell(client: Client, message: ChatMessage): void {
-    this.deliver(message, Infinity, client);
+  /**
+   * A reply to one client (welcome, ack, error, a backlog of history): at once, since it answers what
+   * that client just did. A backlog takes one place in the queue, however many messages it holds.
+   */
+  tell(client: Client, reply: string | readonly string[]): void {
+    this.spend(); // a flood of errors for one client is a flood too
+    if (client.send.closed) return; // it has left (or was refused) since
+    const out: Outbound = typeof reply === 'string' ? PreparedFrame.text(reply) : reply.map(PreparedFrame.text);
+    if (!client.post(out)) this.options.onSlow(client);
   }
 
   /** Delivers waiting messages in order while the turn's budget lasts (the Hub calls it on `wake`). */
   flush(): void {
     if (!this.due) return; // a wake-up for a new turn while notices still wait for their window
     while (this.head < this.waiting.length && this.hasRoom) {
-      const { message, upTo, to } = this.waiting[this.head]!;
+      const { stored, members } = this.waiting[this.head]!;
       this.waiting[this.head++] = undefined; // keep no reference to what went out
-      this.deliver(message, upTo, to);
+      this.deliver(stored, members);
     }
     if (this.head === this.waiting.length) this.clear();
   }
 
-  /** Forgets everything waiting (shutdown, or nobody left to tell). */
+  /** Forgets everything waiting (shutdown). */
   clear(): void {
     this.waiting.length = 0;
     this.head = 0;
@@ -122,21 +118,16 @@ export class Fanout {
   }
 
   /**
-   * The one path from the Hub to the clients: encode once, post the same frame to every recipient.
-   * Members are in join order, so the loop stops at the first who joined after the message was said.
+   * The one path from the Hub to the members of a stream: one frame for all, posted to each member
+   * connected now that receives the stream from before this offset.
    */
-  private deliver(message: ChatMessage, upTo: number, to: Client | undefined): void {
-    this.spend(); // a flood of errors for one client is a flood too
-    if (to !== undefined) {
-      // A closed queue: the client has left (or was refused) since; nothing more goes to it.
-      if (to.send.closed || to.joinSeq > upTo) return;
-      if (!to.post(PreparedFrame.text(encodeMessage(message)))) this.options.onSlow(to);
-      return;
-    }
-    const frame = PreparedFrame.text(encodeMessage(message));
+  private deliver(stored: Stored, members: Members): void {
+    this.spend();
+    const frame = PreparedFrame.text(stored.json);
     let slow: Client[] | undefined;
-    for (const client of this.members) {
-      if (client.joinSeq > upTo) break;
+    for (const [session, from] of members) {
+      const client = session.client;
+      if (client === null || stored.offset <= from) continue; // in its grace period, or joined after it
       if (!client.post(frame)) (slow ??= []).push(client);
     }
     // Dropped after the loop: the Hub's drop changes `members`, which this loop walks.

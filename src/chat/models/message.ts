@@ -1,33 +1,50 @@
 /**
- * The chat's wire format: what the server says, as JSON text (the lesson's `Message` struct with
- * its two fields, `user` and `message`, plus a type and a time), and how it reads what clients say.
+ * The chat's wire format: what the server says, as JSON text. Every message keeps the lesson's two
+ * fields, `user` and `message`, first; the rest is added around them.
  *
- *   {"type":"join|leave|chat|private|error","user":"...","message":"...","time":"<ISO 8601>"}
- *   private messages also carry "to".
+ *   {"type":"chat","user":"alice","message":"hi","time":"<ISO 8601>","stream":"lobby","offset":58,"epoch":"..."}
+ *
+ * chat, private, join and leave messages are stored in a stream (a room, or a user's inbox `@name`) and
+ * carry their place in it: `stream`, `offset` (1, 2, 3... without gaps) and `epoch` (which life of the
+ * stream the offsets count in). Replies to one client (welcome, ack, joined, left, history, error) are
+ * not stored. Encoding is by hand with a fixed field order, so every client sees the same shape.
  */
+import { SYSTEM_USER } from './names';
 
-/** The lesson's sender name for notices; no client may take it. */
-export const SYSTEM_USER = 'System';
+export type StoredType = 'join' | 'leave' | 'chat' | 'private';
+export type MessageType = StoredType | 'error';
 
-export type MessageType = 'join' | 'leave' | 'chat' | 'private' | 'error';
-
+/** A message as said or announced, before a stream gives it a place. */
 export interface ChatMessage {
-  readonly type: MessageType;
+  readonly type: StoredType;
   readonly user: string;
   readonly message: string;
-  /** Only on private messages: the addressee. */
+  /** Private messages: the addressee, as they typed their name. */
   readonly to?: string;
+  /** Join and leave notices: the member who came or went. */
+  readonly name?: string;
   readonly time: string;
+}
+
+/** A stream's identity and how far it goes: the epoch its offsets count in, and its latest offset. */
+export interface Position {
+  readonly epoch: string;
+  readonly offset: number;
 }
 
 const now = (): string => new Date().toISOString();
 
-export function joinNotice(name: string): ChatMessage {
-  return { type: 'join', user: SYSTEM_USER, message: `${name} joined the chat`, time: now() };
+/** The lobby keeps the lesson's words; other rooms name themselves. */
+function where(room: string): string {
+  return room === 'lobby' ? 'the chat' : `#${room}`;
 }
 
-export function leaveNotice(name: string): ChatMessage {
-  return { type: 'leave', user: SYSTEM_USER, message: `${name} left the chat`, time: now() };
+export function joinNotice(name: string, room: string): ChatMessage {
+  return { type: 'join', user: SYSTEM_USER, message: `${name} joined ${where(room)}`, name, time: now() };
+}
+
+export function leaveNotice(name: string, room: string): ChatMessage {
+  return { type: 'leave', user: SYSTEM_USER, message: `${name} left ${where(room)}`, name, time: now() };
 }
 
 export function chatMessage(user: string, message: string): ChatMessage {
@@ -38,45 +55,57 @@ export function privateMessage(user: string, to: string, message: string): ChatM
   return { type: 'private', user, message, to, time: now() };
 }
 
-export function errorMessage(message: string): ChatMessage {
-  return { type: 'error', user: SYSTEM_USER, message, time: now() };
+const str = JSON.stringify;
+
+/** A message with its place in a stream: the JSON every member of the stream receives. */
+export function encodeStored(m: ChatMessage, stream: string, offset: number, epoch: string): string {
+  let json = `{"type":"${m.type}","user":${str(m.user)},"message":${str(m.message)}`;
+  if (m.to !== undefined) json += `,"to":${str(m.to)}`;
+  if (m.name !== undefined) json += `,"name":${str(m.name)}`;
+  return json + `,"time":"${m.time}","stream":${str(stream)},"offset":${offset},"epoch":"${epoch}"}`;
 }
 
-/** JSON with a fixed field order, so every client sees the same shape. */
-export function encodeMessage(m: ChatMessage): string {
-  return m.to === undefined
-    ? JSON.stringify({ type: m.type, user: m.user, message: m.message, time: m.time })
-    : JSON.stringify({ type: m.type, user: m.user, message: m.message, to: m.to, time: m.time });
+/** The same stored message, marked as history (sent on joining, not live). */
+export function asHistory(json: string): string {
+  return json.slice(0, -1) + ',"history":true}';
 }
 
-/** What a client's text means: the homework's `@user text`, or a message for everyone. */
-export type Input =
-  | { readonly kind: 'private'; readonly to: string; readonly text: string }
-  | { readonly kind: 'chat'; readonly text: string };
-
-// "@", a name without whitespace, exactly one space, a non-empty rest. Anything else is broadcast.
-const PRIVATE = /^@(\S+) ([\s\S]+)$/;
-
-export function parseInput(text: string): Input {
-  const match = PRIVATE.exec(text);
-  return match ? { kind: 'private', to: match[1]!, text: match[2]! } : { kind: 'chat', text };
+/** An error for one client; `cid` names the request it answers, when it had one. */
+export function encodeError(message: string, cid?: string): string {
+  const tail = cid === undefined ? '' : `,"cid":${str(cid)}`;
+  return `{"type":"error","user":"${SYSTEM_USER}","message":${str(message)},"time":"${now()}"${tail}}`;
 }
 
-export const MAX_NAME_LENGTH = 32;
+/** What `welcome` says of each stream: its place, and whether the client's position could be resumed. */
+export interface StreamWelcome extends Position {
+  readonly stream: string;
+  readonly recovered: boolean;
+}
 
-/**
- * Why a requested name cannot be used, or undefined if it can (uniqueness is the Hub's call).
- * Names are 1-32 characters with no whitespace; control and invisible formatting characters are
- * refused too, so nobody can pose as someone else with a zero-width or right-to-left mark.
- */
-export function nameProblem(name: string): string | undefined {
-  const length = [...name].length;
-  if (length === 0) return 'name must not be empty';
-  if (length > MAX_NAME_LENGTH) return `name must be at most ${MAX_NAME_LENGTH} characters`;
-  if (/\s/u.test(name)) return 'name must not contain whitespace';
-  if (/[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/u.test(name)) {
-    return 'name must not contain control or invisible characters';
-  }
-  if (name.toLowerCase() === SYSTEM_USER.toLowerCase()) return `the name ${SYSTEM_USER} is reserved`;
-  return undefined;
+export function encodeWelcome(name: string, token: string, streams: readonly StreamWelcome[]): string {
+  const list = streams.map(
+    (s) => `{"stream":${str(s.stream)},"epoch":"${s.epoch}","offset":${s.offset},"recovered":${s.recovered}}`,
+  );
+  return `{"type":"welcome","name":${str(name)},"token":"${token}","streams":[${list.join(',')}]}`;
+}
+
+/** A message with a `cid` was stored (or had been already) at this place. */
+export function encodeAck(cid: string, stream: string, at: Position): string {
+  return `{"type":"ack","cid":${str(cid)},"stream":${str(stream)},"offset":${at.offset},"epoch":"${at.epoch}"}`;
+}
+
+export function encodeJoined(room: string, at: Position): string {
+  return `{"type":"joined","room":"${room}","stream":"${room}","epoch":"${at.epoch}","offset":${at.offset}}`;
+}
+
+export function encodeLeft(room: string): string {
+  return `{"type":"left","room":"${room}"}`;
+}
+
+/** A page of a stream's history, oldest first; `more` when older messages are still held. */
+export function encodeHistory(stream: string, epoch: string, messages: readonly string[], more: boolean): string {
+  return (
+    `{"type":"history","stream":${str(stream)},"epoch":"${epoch}",` +
+    `"messages":[${messages.join(',')}],"more":${more}}`
+  );
 }

@@ -1,0 +1,37 @@
+/**
+ * Session: a person holding a name, across connections. The name, the rooms and the private inbox
+ * belong to the session; the connection (`client`) may come and go: a v2 client that vanishes keeps
+ * its session for the grace period, and its token brings it back with nothing lost.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Client } from './client';
+import { Stream } from './history';
+import type { Members, Room } from './rooms';
+
+export class Session {
+  /** Proof of the name for a later hello: 144 random bits, unguessable. */
+  readonly token = randomBytes(18).toString('base64url');
+  /** The private inbox, `@` + the name's key: stored here, it outlives a dropped connection. */
+  readonly inbox: Stream;
+  /** The inbox's one member is the session itself. */
+  readonly inboxMembers: Members = new Map();
+  readonly rooms = new Set<Room>();
+  readonly connectedAt = new Date();
+  /** Set while the session waits for its client to come back. */
+  grace: NodeJS.Timeout | null = null;
+
+  constructor(
+    /** As its owner typed it. */
+    readonly name: string,
+    /** The comparison form (nameKey). */
+    readonly key: string,
+    /** Speaks v2 (JSON, positions, acks, resume); the lesson's clients cannot resume. */
+    readonly v2: boolean,
+    /** The connection now, or null during the grace period. */
+    public client: Client | null,
+    historySize: number,
+  ) {
+    this.inbox = new Stream(`@${key}`, historySize);
+    this.inboxMembers.set(this, 0);
+  }
+}
