@@ -3,6 +3,7 @@
  * scripts. It knows nothing of the chat.
  */
 export { RedisClient, type ClientState, type RedisClientEvents, type RedisClientOptions } from './client';
+export { RedisSubscriber, type RedisSubscriberEvents } from './subscriber';
 export type { CommandOptions } from './connection';
 export { RedisClientError, type RedisClientErrorCode } from './errors';
 export { RedisScript } from './script';
