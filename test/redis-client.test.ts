@@ -335,6 +335,17 @@ describe.skipIf(binary === undefined)('RedisClient with a real redis-server', ()
       expect(await rejection(c.send(['PING']))).toMatchObject({ code: 'CLOSED', sent: false });
       await expect(c.whenReady()).rejects.toMatchObject({ code: 'CLOSED' });
     });
+
+    it('does not wait for ever: a command without a timeout fails after the grace (commandTimeoutMs)', async () => {
+      const c = await open({ url: server.url(), commandTimeoutMs: 100 });
+      const forever = rejection(c.send(['BLPOP', 'close:never', '0'], { timeoutMs: Infinity }));
+      await c.close();
+      const error = await forever;
+      expect(error).toMatchObject({ code: 'CONNECTION_LOST', sent: true });
+      expect(error.message).toBe(
+        'connection lost before the reply to BLPOP; it may or may not have run (the Redis client is closed)',
+      );
+    });
   });
 });
 

@@ -202,8 +202,10 @@ export class RedisClient extends EventEmitter<RedisClientEvents> {
   }
 
   /**
-   * Stops reconnecting, refuses new commands, lets the commands already sent get their replies (each is
-   * bounded by its timeout), then closes the socket. Resolves when the socket is closed.
+   * Stops reconnecting, refuses new commands, lets the commands already sent get their replies, then
+   * closes the socket; resolves when it is closed. The wait is bounded by commandTimeoutMs (a BLPOP 0
+   * or a silent link would otherwise hold it for ever): then what is still owed fails, CONNECTION_LOST.
+   * An open client keeps the process alive, as a server socket does, until close().
    */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
@@ -216,8 +218,11 @@ export class RedisClient extends EventEmitter<RedisClientEvents> {
     this.closing = (async () => {
       if (connection !== undefined && !connection.isClosed) {
         if (wasReady) {
+          const graceMs = this.options.commandTimeoutMs ?? 5000;
+          const timer = setTimeout(() => connection.destroy(this.closedError()), graceMs);
           await connection.whenIdle();
           await connection.end();
+          clearTimeout(timer);
         } else {
           connection.destroy(this.closedError());
         }
