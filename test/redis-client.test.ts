@@ -292,6 +292,22 @@ describe.skipIf(binary === undefined)('RedisClient with a real redis-server', ()
       await expect(c.send(['SET', 'k', undefined as unknown as string])).rejects.toThrow(TypeError);
       expect(await c.send(['PING'])).toBe('PONG');
     });
+
+    it('commands whose effect a reconnect would undo, or that make a push stream, are refused', async () => {
+      const c = await open(server.url());
+      await expect(c.send(['select', 1])).rejects.toThrow(
+        'SELECT is not sent by send(): set the database in the URL or the db option, so that every reconnect',
+      );
+      await expect(c.send(['AUTH', 'pw'])).rejects.toThrow(TypeError);
+      await expect(c.send(['HELLO', '2'])).rejects.toThrow('use the protocol option');
+      await expect(c.send(['QUIT'])).rejects.toThrow('use close()');
+      await expect(c.send(['SUBSCRIBE', 'ch'])).rejects.toThrow(
+        'SUBSCRIBE: use RedisSubscriber, on a connection of its own',
+      );
+      await expect(c.send(['PUNSUBSCRIBE'])).rejects.toThrow(TypeError);
+      expect(await c.send(['ECHO', 'still in step'])).toBe('still in step');
+      expect(c.stats.commands).toBe(2); // HELLO of the handshake, ECHO
+    });
   });
 
   describe('scripts', () => {

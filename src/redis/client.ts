@@ -26,7 +26,7 @@
 import { EventEmitter } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { Backoff, type BackoffOptions } from './backoff';
-import { Connection, type CommandOptions } from './connection';
+import { Connection, SUBSCRIPTION_COMMANDS, type CommandOptions } from './connection';
 import { RedisClientError } from './errors';
 import type { RespParserOptions } from './resp-parser';
 import type { RedisArg } from './resp-writer';
@@ -90,6 +90,29 @@ export interface RedisClientEvents {
   /** RESP3 attributes: auxiliary data about the reply (or element) that follows them. */
   attribute: [attributes: Map<RespValue, RespValue>];
   closed: [];
+}
+
+/**
+ * Commands send() refuses: they change the connection's state, which the next reconnect would
+ * silently undo (the client replays only what its options say), or they turn it into a push stream.
+ */
+const REFUSED: Readonly<Record<string, string>> = {
+  SELECT: 'set the database in the URL or the db option, so that every reconnect selects it',
+  AUTH: 'set the credentials in the URL or the options, so that every reconnect authenticates',
+  HELLO: 'use the protocol option',
+  RESET: 'it would undo the handshake',
+  QUIT: 'use close()',
+  MONITOR: 'a monitored connection is a stream, not replies',
+};
+
+function refusal(args: readonly RedisArg[], pubsub: boolean): string | undefined {
+  if (args.length === 0) return undefined;
+  const name = String(args[0]).toUpperCase();
+  if (SUBSCRIPTION_COMMANDS.has(name)) {
+    return pubsub ? undefined : `${name}: use RedisSubscriber, on a connection of its own`;
+  }
+  const why = REFUSED[name];
+  return why === undefined ? undefined : `${name} is not sent by send(): ${why}`;
 }
 
 interface ReadyWaiter {
@@ -172,6 +195,8 @@ export class RedisClient extends EventEmitter<RedisClientEvents> {
 
   /** Sends one command: `send(['SET', 'k', 'v'])`. See the top of this file for how it can fail. */
   send(args: readonly RedisArg[], options?: CommandOptions): Promise<RespValue> {
+    const refused = refusal(args, this.internals.pubsub ?? false);
+    if (refused !== undefined) return Promise.reject(new TypeError(refused));
     if (this.currentState !== 'ready' || this.connection === undefined) {
       if (this.currentState === 'closed') return Promise.reject(this.closedError());
       this.stats.rejectedNotConnected++;

@@ -38,12 +38,20 @@ export interface ConnectionEvents {
 export interface CommandOptions {
   /** This command's timeout (default: the client's commandTimeoutMs; Infinity for none). */
   timeoutMs?: number;
-  /**
-   * For SUBSCRIBE and its kin: the number of push confirmations that answer it (one per channel)
-   * instead of a reply. The subscriber sets it; other callers never need to.
-   */
-  pushReplies?: number;
 }
+
+/**
+ * Pub/sub commands answered by one confirmation per channel (a push in RESP3, an array in RESP2)
+ * instead of a reply; the FIFO entry waits for all of them.
+ */
+export const SUBSCRIPTION_COMMANDS = new Set([
+  'SUBSCRIBE',
+  'PSUBSCRIBE',
+  'SSUBSCRIBE',
+  'UNSUBSCRIBE',
+  'PUNSUBSCRIBE',
+  'SUNSUBSCRIBE',
+]);
 
 /** RESP2 pub/sub (no push type): in subscribed mode these arrays are messages and confirmations. */
 const PUBSUB_KINDS = new Set([
@@ -154,15 +162,21 @@ export class Connection {
       return Promise.reject(error);
     }
     const timeoutMs = options.timeoutMs ?? this.options.commandTimeoutMs;
+    const name = String(args[0]).toUpperCase();
+    const confirmations = SUBSCRIPTION_COMMANDS.has(name) ? args.length - 1 : 0;
+    if (SUBSCRIPTION_COMMANDS.has(name) && confirmations === 0) {
+      // Without names, the number of confirmations depends on server state: the FIFO could not count them.
+      return Promise.reject(new TypeError(`${name} needs the channels or patterns it applies to`));
+    }
     return new Promise<RespValue>((resolve, reject) => {
       const sentAt = performance.now();
       const command: PendingCommand = {
-        name: String(args[0]).toUpperCase(),
+        name,
         resolve,
         reject,
         sentAt,
         deadline: sentAt + timeoutMs,
-        pushReplies: options.pushReplies ?? 0,
+        pushReplies: confirmations,
         timedOut: false,
         ownTimeout: false,
         ownTimer: undefined,

@@ -210,7 +210,7 @@ export class RedisSubscriber extends EventEmitter<RedisSubscriberEvents> {
     const send = this.liveSend();
     if (send === undefined || removed.length === 0) return;
     try {
-      await send([set.unsubscribeCommand, ...removed], { pushReplies: removed.length });
+      await send([set.unsubscribeCommand, ...removed]);
     } catch (e) {
       // The set is the truth and messages are filtered by it; a lost link drops the server's copy anyway.
       if (!(e instanceof RedisClientError)) throw e;
@@ -231,7 +231,7 @@ export class RedisSubscriber extends EventEmitter<RedisSubscriberEvents> {
   private async sendSubscribe(set: SubscriptionSet, names: string[], send: Send): Promise<void> {
     for (const name of names) set.entries.get(name)!.sentOn = this.generation;
     try {
-      await send([set.subscribeCommand, ...names], { pushReplies: names.length });
+      await send([set.subscribeCommand, ...names]);
     } catch (error) {
       // Refused (NOPERM...): those names leave the set and their callers hear why. Anything else
       // (timeout, lost link) is repaired by the next connection.
