@@ -1,4 +1,5 @@
 /** The soak's verdict and its report: what was sent, delivered and lost, the server's memory and log. */
+import type { ResumerTotals } from './soak-resumers';
 import type { LedgerTotals } from './soak-ledger';
 import type { Counters } from './soak-peers';
 import { describeExit, type ExitInfo } from './server-process';
@@ -26,6 +27,8 @@ export interface SoakResult {
   /** Clients still listed by GET /clients after everyone left (NaN: no answer). */
   readonly leaked: number;
   readonly log: string;
+  /** The v2 clients whose connections were cut at random, and what they saw. */
+  readonly resumers: ResumerTotals;
 }
 
 interface ServerLog {
@@ -62,6 +65,10 @@ export function soakFailures(r: SoakResult): string[] {
   else if (r.exit.code !== 0) failures.push(`the server exited with ${describeExit(r.exit)} on SIGTERM`);
   if (log.errors.length > 0) failures.push('the server logged errors');
   if (!r.died && r.leaked !== 0) failures.push(`${r.leaked} client(s) still listed after everyone left`);
+  const resumers = r.resumers;
+  if (resumers.anomalies.length > 0) failures.push('resuming clients saw a gap, a duplicate or a failed resume');
+  if (resumers.behind.length > 0) failures.push('resuming clients never caught up with a stream');
+  if (resumers.unacked > 0) failures.push('messages of resuming clients never acked');
   return failures;
 }
 
@@ -122,11 +129,14 @@ export function formatSoakReport(r: SoakResult, failures: readonly string[]): st
       `garbage ${c.garbage.started} (closed: ${c.garbage.closed}, lingering: ${c.garbage.lingering}); ` +
       `abrupt ${c.abrupt.started}`,
     ...memoryLines(r),
+    `resuming clients    ${r.resumers.clients} (v2), ${r.resumers.sent} messages sent, ${r.resumers.cuts} cuts; ` +
+      `anomalies ${r.resumers.anomalies.length}, behind ${r.resumers.behind.length}, unacked ${r.resumers.unacked}`,
     `server log          ${[...log.events].map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `server exit         ${r.died ? `DIED during the run: ${exit}` : `${exit} on SIGTERM`}; ` +
       `clients left online after the end: ${r.leaked}`,
   ];
   const examples = [...r.examples, ...c.examples, ...log.errors.slice(0, 10)];
+  examples.push(...r.resumers.anomalies.slice(0, 10), ...r.resumers.behind.slice(0, 10));
   examples.push(...log.other.slice(0, 10).map((l) => `stderr: ${l}`));
   if (examples.length > 0) out.push('details:', ...examples.map((e) => `  ${e}`));
   out.push(failures.length === 0 ? 'result              PASS' : `result              FAIL: ${failures.join('; ')}`);

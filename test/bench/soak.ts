@@ -5,10 +5,11 @@
  *   npm run soak -- --seconds 60            (default 60; runs for hours just as well)
  *   options: --clients 200  --rate 1 (broadcasts/s per chatter)  --sample 5 (s between RSS samples)
  *            --seed N  --stayers 0.7 (share of chatters that never leave)  --no-misbehave
+ *            --resumers 20 (v2 clients in rooms whose connections are cut at random and resume)
  *
  * Every broadcast is accounted for (see soak-ledger.ts): it must reach every chatter that had joined
  * before it was sent and stayed connected at least 2 s after, in order; private messages to chatters
- * that never leave must all arrive. Exit status 1 when a message was lost or reordered, a well-behaved
+ * that never leave must all arrive. Resuming clients must see every message of their streams exactly once. Exit status 1 when a message was lost or reordered, a well-behaved
  * client was dropped or scolded, the server died, logged an error, or kept a client after the end.
  */
 import { rmSync } from 'node:fs';
@@ -19,6 +20,7 @@ import { mulberry32 } from '../helpers/fuzz';
 import { FlagError, Flags } from './flags';
 import { Ledger } from './soak-ledger';
 import { abrupt, chatter, flooder, garbage, newCounters, slowReader, type SoakContext } from './soak-peers';
+import { Resumers } from './soak-resumers';
 import { formatSoakReport, soakFailures, type Sample, type SoakResult } from './soak-report';
 import { describeExit, killAllServers, type ServerProcess } from './server-process';
 import { ownServer, startTarget } from './targets';
@@ -32,6 +34,7 @@ interface Options {
   readonly seed: number;
   readonly stayers: number;
   readonly misbehave: boolean;
+  readonly resumers: number;
 }
 
 function options(argv: readonly string[]): Options {
@@ -43,6 +46,7 @@ function options(argv: readonly string[]): Options {
     seed: 'number',
     stayers: 'number',
     misbehave: 'switch',
+    resumers: 'number',
   });
   const o: Options = {
     seconds: flags.number('seconds', 60),
@@ -52,6 +56,7 @@ function options(argv: readonly string[]): Options {
     seed: flags.number('seed', Date.now() >>> 0, { integer: true }),
     stayers: flags.number('stayers', 0.7),
     misbehave: flags.switch('misbehave') ?? true,
+    resumers: flags.number('resumers', 20, { min: 0, integer: true }),
   };
   if (o.stayers > 1) throw new FlagError('--stayers: a share, from 0 to 1');
   return o;
@@ -65,6 +70,8 @@ const SERVER_ENV: Readonly<Record<string, string>> = {
   JOIN_TIMEOUT_MS: '5000',
   RATE_LIMIT_PER_SEC: '20',
   RATE_LIMIT_BURST: '40',
+  // Every cut of a resuming client comes back well within this: none of them ever leaves.
+  RESUME_GRACE_MS: '30000',
 };
 /** A chatter that leaves owes nothing sent in its last 2 s (it was in flight). */
 const LEAVE_GRACE_MS = 2_000;
@@ -224,6 +231,16 @@ async function main(): Promise<void> {
   });
 
   const chatters = await soak.crowd();
+  const resumers = new Resumers({
+    url: soak.ctx.url,
+    port: server.port,
+    rng: mulberry32(o.seed ^ 0x5eed),
+    count: o.resumers,
+    rate: o.rate,
+    cutEveryMs: 500,
+    stopped: () => soak.isStopped,
+  });
+  await resumers.start();
   await soak.sample();
   const sampler = setInterval(() => void soak.sample(), o.sample * 1000);
   const bad = soak.misbehave();
@@ -236,6 +253,7 @@ async function main(): Promise<void> {
 
   await bad;
   await soak.settle();
+  const resumed = await resumers.finish();
   clearInterval(sampler);
   await soak.sample();
   const leaked = await soak.everyoneLeaves(chatters);
@@ -256,6 +274,7 @@ async function main(): Promise<void> {
     exit,
     leaked,
     log: server.log(),
+    resumers: resumed,
   };
   const failures = soakFailures(result);
   process.stdout.write(formatSoakReport(result, failures) + '\n');

@@ -43,9 +43,14 @@ export class ResumingClient {
   private readonly waiters = new Set<() => void>();
   private stopped = false;
 
+  /** What this client said that came back to it, by text: a text seen twice was stored twice. */
+  private readonly own = new Set<string>();
+
   constructor(
     private readonly url: string,
     readonly name: string,
+    /** Keep every message and offset (a test checks them all); a long soak keeps positions only. */
+    private readonly record = true,
   ) {}
 
   get connected(): boolean {
@@ -165,11 +170,20 @@ export class ResumingClient {
     const last = seen.length > 0 ? seen[seen.length - 1]! : (this.starts.get(stream) ?? 0);
     if (offset <= last) this.anomalies.push(`${this.name}: ${stream} ${offset} again (after ${last})`);
     else if (offset !== last + 1) this.anomalies.push(`${this.name}: ${stream} jumped from ${last} to ${offset}`);
-    seen.push(offset);
-    this.offsets.set(stream, seen);
-    let byOffset = this.messages.get(stream);
-    if (byOffset === undefined) this.messages.set(stream, (byOffset = new Map()));
-    byOffset.set(offset, m);
+    if (m.user === this.name && m.type !== 'join' && m.type !== 'leave') {
+      const text = `${stream} ${String(m.message)}`;
+      if (this.own.has(text)) this.anomalies.push(`${this.name}: stored twice: ${text}`);
+      this.own.add(text);
+    }
+    if (!this.record) {
+      this.offsets.set(stream, [offset]); // the last one is all a soak needs
+    } else {
+      seen.push(offset);
+      this.offsets.set(stream, seen);
+      let byOffset = this.messages.get(stream);
+      if (byOffset === undefined) this.messages.set(stream, (byOffset = new Map()));
+      byOffset.set(offset, m);
+    }
     this.positions.set(stream, { epoch: m.epoch as string, offset });
     if (m.type === 'join' || m.type === 'leave') this.presence.push(`${m.type} ${String(m.name)} ${stream}`);
   }
