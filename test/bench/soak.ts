@@ -9,8 +9,9 @@
  *
  * Every broadcast is accounted for (see soak-ledger.ts): it must reach every chatter that had joined
  * before it was sent and stayed connected at least 2 s after, in order; private messages to chatters
- * that never leave must all arrive. Resuming clients must see every message of their streams exactly once. Exit status 1 when a message was lost or reordered, a well-behaved
- * client was dropped or scolded, the server died, logged an error, or kept a client after the end.
+ * that never leave must all arrive. Resuming clients must see every message of their streams exactly
+ * once. Exit status 1 when a message was lost or reordered, a well-behaved client was dropped or
+ * scolded, the server died, logged an error, or kept a client after the end.
  */
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
