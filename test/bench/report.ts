@@ -100,6 +100,26 @@ function slowTable(results: readonly ScenarioResult[]): string {
   return table(headers, rows);
 }
 
+function historyTable(results: readonly ScenarioResult[]): string {
+  const headers = ['target', 'rooms', 'per room', 'stored', 'text B', 'RSS before', 'after GC MiB'];
+  headers.push('B/message', 'full server MiB');
+  const rows = results.map(({ target, figures: f }) => [
+    target,
+    fmt(f.rooms),
+    fmt(f.historySize),
+    fmt(f.stored),
+    fmt(f.textBytes),
+    fmt(f.rssBeforeMiB),
+    fmt(f.rssAfterMiB),
+    fmt(f.bytesPerMessage),
+    fmt(f.fullServerMiB),
+  ]);
+  return [
+    table(headers, rows),
+    '  (B/message = (RSS after a forced GC - before) / stored; "full server" = MAX_ROOMS (1000) rooms of that many.)',
+  ].join('\n');
+}
+
 /** The figures compared side by side: [scenario, figure, column heading]. */
 const HEADLINES: readonly (readonly [string, string, string])[] = [
   ['saturate', 'deliveriesPerSec', 'saturate deliv/s'],
@@ -152,6 +172,7 @@ export function formatReport(report: Report): string {
   if (of('fixed', 'saturate', 'slow').length > 0) parts.push(flowTable(of('fixed', 'saturate', 'slow')));
   if (of('idle').length > 0) parts.push(idleTable(of('idle')));
   if (of('slow').length > 0) parts.push(slowTable(of('slow')));
+  if (of('history').length > 0) parts.push(historyTable(of('history')));
   const compared = report.targets.length > 1 && of('fixed', 'saturate', 'idle').length > 0;
   if (compared) parts.push(sideBySide(results, report.targets));
   if (report.micro !== null) parts.push(formatMicro(report.micro));

@@ -9,13 +9,14 @@
  *   npm run bench -- --targets=wschat@/tmp/base,wschat                   a baseline build against this one
  *   npm run bench -- --scenario=saturate --profile  saturate under --cpu-prof, with a summary
  *
- * Flags: --scenario=fixed,saturate,idle,slow,micro  --targets=wschat  --env=KEY=VALUE (repeatable: our
+ * Flags: --scenario=fixed,saturate,idle,slow,history,micro  --targets=wschat  --env=KEY=VALUE (repeatable: our
  *   server's settings, on every wschat target)  --anchors=DIR (where shared/anchors is)
  *   --seconds=10 --warmup=1 --clients=500 --senders=10 --window=4 --rate=10 --padding=0 --idle=10000
  *   --batch=250 --slow-clients=100 --slow-rate=40 (quick: 80) --slow-padding=3500 --slow-max-seconds=30
  *   --micro-ms=500 --workers=N (load-client threads for fixed, saturate and slow; default fixed 2,
  *   saturate 1, slow 2) --profile[=/tmp/prof] --profile-scenario=saturate|fixed|idle|slow --top=25
  *   --open-files=20000 --server-args="--max-semi-space-size=1" (node options for Node.js servers)
+ *   --history-rooms=95 --history-size=1000 (history: rooms filled, HISTORY_SIZE)
  *
  * Each scenario runs on every target in turn, so that whatever else loads the machine at that time
  * weighs on all of them alike. Ratios in the side-by-side table are against the first target.
@@ -40,13 +41,14 @@ import { newestProfile, summarize, type ProfileSummary } from './profile-summary
 import { formatReport } from './report';
 import { profileDirOf, type BenchArgs, type Scenario, type ScenarioResult } from './scenarios/common';
 import { fixed } from './scenarios/fixed';
+import { history } from './scenarios/history';
 import { idle } from './scenarios/idle';
 import { saturate } from './scenarios/saturate';
 import { slow } from './scenarios/slow';
 import { killAllServers, withOpenFilesLimit } from './server-process';
 import { gitCommit, ROOT, setUpTargets, TargetError, type Target } from './targets';
 
-const SCENARIOS: readonly Scenario[] = [fixed, saturate, idle, slow];
+const SCENARIOS: readonly Scenario[] = [fixed, saturate, idle, slow, history];
 const ALL = [...SCENARIOS.map((s) => s.name), 'micro'];
 /** More load threads than this only compete with the server for the cores. */
 const MAX_WORKERS = 16;
@@ -57,6 +59,7 @@ const FLAGS: Readonly<Record<string, FlagKind>> = {
   padding: 'number', idle: 'number', batch: 'number', 'slow-clients': 'number', 'slow-rate': 'number',
   'slow-padding': 'number', 'slow-max-seconds': 'number', 'micro-ms': 'number', 'open-files': 'number',
   top: 'number', workers: 'number', 'server-args': 'string', profile: 'optional', 'profile-scenario': 'string',
+  'history-rooms': 'number', 'history-size': 'number',
 };
 
 interface Plan {
@@ -98,6 +101,8 @@ function plan(flags: Flags): Plan {
     padding: flags.number('padding', 0, { integer: true }),
     idle: count('idle', quick ? 1000 : 10_000),
     batch: count('batch', 250),
+    historyRooms: count('history-rooms', quick ? 19 : 95),
+    historySize: count('history-size', quick ? 200 : 1000),
     slowClients: count('slow-clients', 100),
     slowRate: flags.number('slow-rate', quick ? 80 : 40, { min: 0.1 }),
     slowPadding: flags.number('slow-padding', 3500, { integer: true }),

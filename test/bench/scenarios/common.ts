@@ -30,6 +30,9 @@ export interface BenchArgs {
   readonly idle: number;
   /** Idle clients opened per batch; the next batch starts when every join notice has arrived. */
   readonly batch: number;
+  /** history: rooms filled, and messages each keeps (HISTORY_SIZE). */
+  readonly historyRooms: number;
+  readonly historySize: number;
   readonly slowClients: number;
   readonly slowRate: number;
   readonly slowPadding: number;
