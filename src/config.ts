@@ -33,6 +33,8 @@ export interface Config {
   readonly handshakeTimeoutMs: number;
   /** Time a chat client has to send its name after the WebSocket handshake. */
   readonly joinTimeoutMs: number;
+  /** After sending a close frame, time the peer has to answer before its socket is destroyed. */
+  readonly closeTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +58,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxBufferedBytes: 1024 * 1024,
   handshakeTimeoutMs: 10_000,
   joinTimeoutMs: 30_000,
+  closeTimeoutMs: 5_000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -122,5 +125,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxBufferedBytes: integer(env, 'MAX_BUFFERED_BYTES', DEFAULTS.maxBufferedBytes, 1024, 1024 * 1024 * 1024),
     handshakeTimeoutMs: integer(env, 'HANDSHAKE_TIMEOUT_MS', DEFAULTS.handshakeTimeoutMs, 100, 600_000),
     joinTimeoutMs: integer(env, 'JOIN_TIMEOUT_MS', DEFAULTS.joinTimeoutMs, 100, 3_600_000),
+    closeTimeoutMs: integer(env, 'CLOSE_TIMEOUT_MS', DEFAULTS.closeTimeoutMs, 100, 3_600_000),
   });
 }
