@@ -23,9 +23,9 @@ import {
   wantColor,
 } from '../src/cli/format';
 import type { ChatMessage } from '../src/chat/models/message';
-import { loadConfig } from '../src/config';
-import { createApp, type App } from '../src/http/app';
-import { connect, HandshakeError, type WebSocketConnection } from '../src/websocket';
+import { HandshakeError } from '../src/websocket';
+import { startApp, type TestApp } from './helpers/app';
+import { ChatPeer, left, type ChatMsg } from './helpers/chat';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -78,73 +78,31 @@ function whileRunning<T>(run: Running, promise: Promise<T>): Promise<T> {
 /** Message times vary: "12:34:56 alice: hi" -> "T alice: hi". */
 const untimed = (out: string): string => out.replace(/^\d\d:\d\d:\d\d /gm, 'T ');
 
-/** A server on port 0 whose log lines the test can wait for. */
-interface Server {
-  readonly app: App;
-  readonly url: string;
-  logged(pattern: RegExp): Promise<string>;
+/** Reads up to the first message that matches; returns what was read, times left out. */
+async function readUpTo(peer: ChatPeer, match: (m: ChatMsg) => boolean): Promise<Omit<ChatMsg, 'time'>[]> {
+  return (await peer.upTo(match)).map(({ time: _time, ...m }) => m);
 }
-
-async function startServer(env: Record<string, string> = {}): Promise<Server> {
-  const lines: string[] = [];
-  const watchers: { pattern: RegExp; resolve: (line: string) => void }[] = [];
-  const app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', ...env }), (line) => {
-    lines.push(line);
-    for (const w of watchers.filter((w) => w.pattern.test(line))) w.resolve(line);
-  });
-  const { port } = await app.listen();
-  return {
-    app,
-    url: `ws://127.0.0.1:${port}/ws`,
-    logged: (pattern) => {
-      const seen = lines.find((l) => pattern.test(l));
-      return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => watchers.push({ pattern, resolve }));
-    },
-  };
-}
-
-/** A chat member on our own client: what the CLI's messages look like from the other side. */
-class Observer {
-  private constructor(readonly conn: WebSocketConnection) {}
-
-  static async join(url: string, name: string): Promise<Observer> {
-    const observer = new Observer(await connect(url));
-    observer.conn.send(name);
-    await observer.until((m) => m.type === 'join' && m.message === `${name} joined the chat`);
-    return observer;
-  }
-
-  /** Reads messages up to and including the first that matches; returns them all (times dropped). */
-  async until(match: (m: ChatMessage) => boolean): Promise<Omit<ChatMessage, 'time'>[]> {
-    const seen: Omit<ChatMessage, 'time'>[] = [];
-    for (;;) {
-      const frame = await this.conn.read();
-      if (frame === null || frame.binary) throw new Error(`observer: connection ended after ${JSON.stringify(seen)}`);
-      const { time: _time, ...m } = JSON.parse(frame.data) as ChatMessage;
-      seen.push(m);
-      if (match({ ...m, time: '' })) return seen;
-    }
-  }
-}
-
-const left = (name: string) => (m: ChatMessage) => m.type === 'leave' && m.message === `${name} left the chat`;
 
 // ---- end to end ----
 
 describe('wschat-client against a real server', () => {
-  let server: Server;
+  let server: TestApp & { url: string };
+  const start = async (env: Record<string, string> = {}): Promise<TestApp & { url: string }> => {
+    const t = await startApp(env);
+    return Object.assign(t, { url: t.url() });
+  };
   beforeEach(async () => {
-    server = await startServer();
+    server = await start();
   });
   afterEach(async () => {
-    await server.app.shutdown();
+    await server.close();
   });
 
   it('piped: sends every line, prints what arrives, closes with 1000 at EOF and exits 0', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], 'hello\n@bob psst\n');
 
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'chat', user: 'alice', message: 'hello' },
       { type: 'private', user: 'alice', to: 'bob', message: 'psst' },
@@ -154,14 +112,14 @@ describe('wschat-client against a real server', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     // Its own join notice and the echo of its broadcast, plain (stdout is a pipe: no colours).
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT alice: hello\n');
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 reason="" sent=1000$/);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 reason="" sent=1000$/);
   });
 
   it('piped: a file longer than the server\'s burst arrives whole (the client keeps to the rate limit)', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const lines = Array.from({ length: 30 }, (_, i) => `line ${i}`); // default burst is 20
     const alice = runClient([server.url, 'alice'], lines.join('\n') + '\n');
-    const seen = await whileRunning(alice, bob.until(left('alice')));
+    const seen = await whileRunning(alice, readUpTo(bob, left('alice')));
     expect(seen.filter((m) => m.type === 'chat').map((m) => m.message)).toEqual(lines);
     const { code, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
@@ -169,7 +127,7 @@ describe('wschat-client against a real server', () => {
   });
 
   it('piped: prints messages from others, private ones marked', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice']); // stdin stays open: alice waits
     await alice.printed('alice joined the chat'); // so alice is in the chat and will get what bob says
     bob.conn.send('hi all');
@@ -182,25 +140,25 @@ describe('wschat-client against a real server', () => {
   });
 
   it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0 and sends nothing after it', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], '/who\n/quit\nnot sent\n');
 
     const { code, stdout, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT -- online (2): bob, alice (you)\n');
     // The server reads frames in order: a "not sent" chat would have come before the leave notice.
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'leave', user: 'System', message: 'alice left the chat' },
     ]);
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 /);
   });
 
   it('/help and unknown commands are answered locally; blank lines are skipped; "//x" sends "/x"', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], '/help\n\n/nope x\n//who\n');
 
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'chat', user: 'alice', message: '/who' },
       { type: 'leave', user: 'System', message: 'alice left the chat' },
@@ -229,7 +187,7 @@ describe('wschat-client against a real server', () => {
     alice.child.kill('SIGINT');
     const { code, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 /);
   });
 
   it('the server going away: one line with the close code and reason, exit 1', async () => {
@@ -243,8 +201,8 @@ describe('wschat-client against a real server', () => {
 
   it('the server closing the connection in the middle of piped input: its code and reason, exit 1', async () => {
     // A flood: one message a second, a burst of one; two refusals in a row and the server closes with 1008.
-    await server.app.shutdown();
-    server = await startServer({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
+    await server.close();
+    server = await start({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
     const lines = Array.from({ length: 10 }, (_, i) => `line ${i}\n`).join('');
     const { code, stdout, stderr } = await runClient([server.url, 'alice'], lines).exit;
     expect(code).toBe(1);
@@ -257,11 +215,11 @@ describe('wschat-client against a real server', () => {
     const { code, stdout, stderr } = await run.exit;
     expect({ code, stdout }).toEqual({ code: 3, stdout: '' });
     expect(stderr).toBe('wschat-client: the server refused the name "System": the name System is reserved\n');
-    expect(await server.logged(/disconnect name=""/)).toMatch(/ code=1008 /);
+    expect((await server.logged(/disconnect name=""/))[0]).toMatch(/ code=1008 /);
   });
 
   it('a taken name: the server\'s reason on stderr, exit 3', async () => {
-    await Observer.join(server.url, 'bob');
+    await ChatPeer.join(server.port, 'bob');
     const { code, stderr } = await runClient([server.url, 'bob']).exit;
     expect(code).toBe(3);
     expect(stderr).toBe('wschat-client: the server refused the name "bob": the name bob is taken: choose another\n');
@@ -272,7 +230,7 @@ describe('wschat-client against a real server', () => {
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
     expect(stderr).toBe('wschat-client: not a wschat server: it answered our name with "alice"\n');
-    expect(await server.logged(/disconnect path=\/echo/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect path=\/echo/))[0]).toMatch(/ code=1000 /);
   });
 
   it('a refused handshake: status and body on stderr, exit 1', async () => {

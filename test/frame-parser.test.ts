@@ -6,7 +6,7 @@
 import { describe, it, expect, vi } from 'vitest';
 import { FrameParser, type FrameHandler, type FrameParserOptions } from '../src/websocket/frame-parser';
 import { Opcode } from '../src/websocket/opcodes';
-import { closeBody, frame } from './helpers/raw';
+import { closeBody, fragments, frame } from './helpers/wire';
 
 type Event =
   | readonly ['text', string]
@@ -285,15 +285,8 @@ describe('message size limit (§10.4)', () => {
     const message = Buffer.alloc(messageBytes);
     for (let i = 0; i < messageBytes; i++) message[i] = (i * 7 + (i >>> 8)) & 0xff;
     // Each frame: 2-byte header + 4-byte key + 64 bytes, masked.
-    const stream = Buffer.alloc(count * (6 + fragment));
-    for (let f = 0, at = 0; f < count; f++) {
-      stream[at] = (f === count - 1 ? 0x80 : 0) | (f === 0 ? Opcode.Binary : Opcode.Continuation);
-      stream[at + 1] = 0x80 | fragment;
-      key.copy(stream, at + 2);
-      at += 6;
-      for (let i = 0; i < fragment; i++) stream[at + i] = message[f * fragment + i]! ^ key[i & 3]!;
-      at += fragment;
-    }
+    const stream = fragments(message, fragment, Opcode.Binary, key);
+    expect(stream.length).toBe(count * (6 + fragment));
 
     let received: Buffer | null = null;
     const handler: FrameHandler = {

@@ -2,10 +2,9 @@
  * Interop with a peer nobody here wrote: Node's built-in WebSocket client (undici), in a child process.
  * On Node 20/21 it sits behind --experimental-websocket; from Node 22 it is a global.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createApp, type App } from '../src/http/app';
-import { loadConfig } from '../src/config';
+import { sharedApp } from './helpers/app';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const NODE_FLAGS = NODE_MAJOR < 22 ? ['--experimental-websocket'] : [];
@@ -94,21 +93,10 @@ const TOO_BIG_SCRIPT = `${PRELUDE}
 `;
 
 describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE_FLAGS.length ? ' (--experimental-websocket)' : ''}`, () => {
-  let app: App;
-  let port: number;
-  let onDisconnect: (line: string) => void = () => {};
-  const disconnected = new Promise<string>((resolve) => (onDisconnect = resolve));
-  beforeAll(async () => {
-    const log = (line: string): void => {
-      if (line.startsWith('disconnect path=/echo')) onDisconnect(line);
-    };
-    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', MAX_MESSAGE_BYTES: String(2 * 1024 * 1024) }), log);
-    ({ port } = await app.listen());
-  });
-  afterAll(() => app.shutdown());
+  const shared = sharedApp({ MAX_MESSAGE_BYTES: String(2 * 1024 * 1024) });
 
   it('echoes text and binary, small and 1 MiB, byte for byte, and closes with 4000', async () => {
-    const result = (await runClient(ECHO_SCRIPT, { PORT: String(port) })) as {
+    const result = (await runClient(ECHO_SCRIPT, { PORT: String(shared.port) })) as {
       error?: string;
       checks: { name: string; type: string; bytes: number; equal: boolean }[];
       close: { code: number; reason: string; wasClean: boolean };
@@ -125,11 +113,11 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE
     // The server echoes the code (no reason) and closes TCP: a clean close on the client's side.
     expect(result.close).toEqual({ code: 4000, reason: '', wasClean: true });
     // The server's CloseInfo saw the client's code and reason.
-    expect(await disconnected).toBe('disconnect path=/echo code=4000 reason="interop done ✓"');
+    expect(await shared.t.logged(/^disconnect path=\/echo/)).toEqual(['disconnect path=/echo code=4000 reason="interop done ✓"']);
   });
 
   it('a message above MAX_MESSAGE_BYTES is closed with 1009', async () => {
-    const result = (await runClient(TOO_BIG_SCRIPT, { PORT: String(port) })) as { error?: string; close: { code: number; reason: string } };
+    const result = (await runClient(TOO_BIG_SCRIPT, { PORT: String(shared.port) })) as { error?: string; close: { code: number; reason: string } };
     expect(result.error).toBeUndefined();
     expect(result.close.code).toBe(1009);
     expect(result.close.reason).toBe('message too big');

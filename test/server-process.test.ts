@@ -11,7 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { joinChat, joined, RawChatPeer } from './helpers/chat';
+import { ChatPeer, joined, rawJoin } from './helpers/chat';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -63,8 +63,8 @@ async function startServer(env: Record<string, string> = {}): Promise<ServerProc
 describe('node dist/server.js', () => {
   it.each(['SIGTERM', 'SIGINT'] as const)('%s: every client gets 1001, the process exits 0 on its own', async (signal) => {
     const server = await startServer();
-    const alice = await joinChat(server.port, 'alice');
-    const bob = await joinChat(server.port, 'bob');
+    const alice = await ChatPeer.join(server.port, 'alice');
+    const bob = await ChatPeer.join(server.port, 'bob');
     await alice.next(joined('bob'));
 
     server.child.kill(signal);
@@ -82,8 +82,8 @@ describe('node dist/server.js', () => {
 
   it('SIGTERM with a peer that never answers the close: dropped after the grace period, still exit 0 within the budget', async () => {
     const server = await startServer();
-    const alice = await joinChat(server.port, 'alice');
-    const mute = await RawChatPeer.join(server.port, 'mute');
+    const alice = await ChatPeer.join(server.port, 'alice');
+    const mute = await rawJoin(server.port, 'mute');
     await alice.next(joined('mute'));
     mute.pause(); // reads nothing, so it never sees the close frame, let alone answers it
 
@@ -93,8 +93,9 @@ describe('node dist/server.js', () => {
     expect(exit).toEqual({ code: 0, signal: null });
     expect(server.stderr).toBe('');
     // A paused socket does not notice the FIN; reading again, mute finds the close frame it was sent.
-    await mute.drainToEnd();
-    expect(mute.closeCode).toBe(1001);
+    mute.resume();
+    await mute.closed;
+    expect(mute.closeFrame()).toEqual({ code: 1001, reason: 'server shutting down' });
   });
 
   it('exits 2 with a stderr line naming the variable when the configuration is invalid', async () => {

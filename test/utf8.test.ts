@@ -5,18 +5,7 @@
 import { describe, it, expect } from 'vitest';
 import { isUtf8 } from 'node:buffer';
 import { Utf8Validator } from '../src/websocket/utf8';
-
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from './helpers/rng';
 
 /** Whole-message verdict of the validator: valid bytes and no code point left open. */
 function byteByByte(bytes: Uint8Array): boolean {
@@ -98,7 +87,7 @@ describe('Utf8Validator', () => {
   });
 
   it('agrees with isUtf8 on random inputs, fed byte by byte and split anywhere', () => {
-    const rand = prng(6455);
+    const rand = mulberry32(6455).next;
     const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff];
     let validSeen = 0;
     for (let round = 0; round < 3000; round++) {
@@ -136,7 +125,7 @@ describe('Utf8Validator', () => {
   });
 
   it('agrees with isUtf8 on long inputs (the native path) cut anywhere, code points split at the cuts', () => {
-    const rand = prng(1007);
+    const rand = mulberry32(1007).next;
     let validSeen = 0;
     for (let round = 0; round < 150; round++) {
       let s = '';

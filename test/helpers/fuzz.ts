@@ -1,54 +1,12 @@
 /**
- * Fuzzing helpers for the frame parser: a seeded PRNG, a frame builder that can lie, and generators
- * for valid, targeted-invalid, truncated, mutated and random client frame streams.
+ * Fuzzing helpers for the frame parser: frames that can lie (on the oracle's encoder, wire.ts), and
+ * generators for valid, targeted-invalid, truncated, mutated and random client frame streams.
  *
- * Everything is a pure function of the seed, so a failing case replays from its seed alone.
- * No npm packages: mulberry32 is 10 lines and good enough to explore a parser.
+ * Everything is a pure function of the seed (rng.ts), so a failing case replays from its seed alone.
  */
 
-// ---------------------------------------------------------------------------------------------
-// PRNG
-
-export interface Rng {
-  /** Uniform in [0, 1). */
-  next(): number;
-  /** Uniform integer in [0, n). */
-  int(n: number): number;
-  /** Uniform integer in [lo, hi] (both included). */
-  range(lo: number, hi: number): number;
-  chance(p: number): boolean;
-  pick<T>(items: readonly T[]): T;
-  /** n random bytes. */
-  bytes(n: number): Buffer;
-}
-
-/** mulberry32: a 32-bit state PRNG (Tommy Ettinger), plenty for test-case generation. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  const u32 = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  const next = (): number => u32() / 4294967296;
-  const int = (n: number): number => Math.floor(next() * n);
-  return {
-    next,
-    int,
-    range: (lo, hi) => lo + int(hi - lo + 1),
-    chance: (p) => next() < p,
-    pick: (items) => items[int(items.length)]!,
-    bytes(n) {
-      const b = Buffer.allocUnsafe(n);
-      let i = 0;
-      for (; i + 4 <= n; i += 4) b.writeUInt32LE(u32(), i);
-      for (; i < n; i++) b[i] = u32() & 0xff;
-      return b;
-    },
-  };
-}
+import { mulberry32, type Rng } from './rng';
+import { frame } from './wire';
 
 /** The seed of case `index` in a run: a splitmix32-style hash, so neighbouring cases are unrelated. */
 export function caseSeed(runSeed: number, index: number): number {
@@ -130,39 +88,18 @@ export interface FrameSpec {
   maskKey?: Buffer;
 }
 
-function minimalForm(n: number): 7 | 16 | 64 {
-  return n < 126 ? 7 : n <= 0xffff ? 16 : 64;
-}
-
-/** Encodes a client frame as written in `spec`, lies included. The payload is masked in the copy. */
+/** Encodes a client frame as written in `spec`, lies included, with the oracle's encoder (wire.ts). */
 export function frameBytes(spec: FrameSpec, rng: Rng): Buffer {
-  const masked = spec.masked ?? true;
-  const declared = spec.declared ?? spec.payload.length;
-  const form = spec.form ?? minimalForm(declared);
-  const extra = form === 7 ? 0 : form === 16 ? 2 : 8;
-  const headerLength = 2 + extra + (masked ? 4 : 0);
-  const out = Buffer.allocUnsafe(headerLength + spec.payload.length);
-  out[0] = (spec.fin ? 0x80 : 0) | ((spec.rsv ?? 0) << 4) | (spec.opcode & 0x0f);
-  const maskBit = masked ? 0x80 : 0;
-  if (form === 7) {
-    out[1] = maskBit | (declared & 0x7f);
-  } else if (form === 16) {
-    out[1] = maskBit | 126;
-    out.writeUInt16BE(declared & 0xffff, 2);
-  } else {
-    out[1] = maskBit | 127;
-    const [hi, lo] = spec.declared64 ?? [Math.floor(declared / 0x100000000), declared >>> 0];
-    out.writeUInt32BE(hi >>> 0, 2);
-    out.writeUInt32BE(lo >>> 0, 6);
-  }
-  let at = 2 + extra;
   const key = spec.maskKey ?? rng.bytes(4);
-  if (masked) {
-    key.copy(out, at);
-    at += 4;
-  }
-  for (let i = 0; i < spec.payload.length; i++) out[at + i] = masked ? spec.payload[i]! ^ key[i & 3]! : spec.payload[i]!;
-  return out;
+  const [hi, lo] = spec.declared64 ?? [0, 0];
+  const declared = spec.declared64 ? (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0) : (spec.declared ?? spec.payload.length);
+  return frame(spec.opcode & 0x0f, spec.payload, {
+    fin: spec.fin,
+    rsv: spec.rsv ?? 0,
+    mask: (spec.masked ?? true) ? key : false,
+    ...(spec.form !== undefined ? { lengthForm: spec.form } : {}),
+    declaredLength: declared,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
