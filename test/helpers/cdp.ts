@@ -54,6 +54,17 @@ export class CdpClient {
     return () => this.listeners.delete(listener);
   }
 
+  /** The next event that matches (subscribe before the command that causes it). */
+  nextEvent(match: (event: CdpEvent) => boolean): Promise<CdpEvent> {
+    return new Promise((resolve) => {
+      const off = this.on((event) => {
+        if (!match(event)) return;
+        off();
+        resolve(event);
+      });
+    });
+  }
+
   async close(): Promise<void> {
     this.conn.close(1000, '');
     await this.conn.closed;
@@ -109,6 +120,8 @@ interface EvaluateResult {
 export class CdpPage {
   /** Errors and warnings the page logged, in order. */
   readonly problems: PageProblem[] = [];
+  /** close() was called. */
+  closed = false;
   private readonly unsubscribe: () => void;
 
   private constructor(
@@ -158,10 +171,12 @@ export class CdpPage {
     return this.cdp.send<T>(method, params, this.sessionId);
   }
 
-  /** Navigates and waits until the new document has loaded. */
-  async goto(url: string, timeoutMs = 10_000): Promise<void> {
-    await this.send('Page.navigate', { url });
-    await this.waitFor(`location.href === ${JSON.stringify(url)} && document.readyState === 'complete'`, `load ${url}`, timeoutMs);
+  /** Navigates and waits for the new document's load event. */
+  async goto(url: string): Promise<void> {
+    const loaded = this.cdp.nextEvent((e) => e.sessionId === this.sessionId && e.method === 'Page.loadEventFired');
+    const { errorText } = await this.send<{ errorText?: string }>('Page.navigate', { url });
+    if (errorText !== undefined) throw new Error(`cannot load ${url}: ${errorText}`);
+    await loaded;
   }
 
   /** Evaluates an expression in the page (promises awaited) and returns its JSON value. */
@@ -174,21 +189,37 @@ export class CdpPage {
   }
 
   /**
-   * Polls `expression` until it is truthy; returns its value. On timeout, fails with `what` and
-   * the value of `diagnose` (the page's log, say) so the failure says what the page showed.
+   * Waits until `expression`, a condition on the DOM, is truthy; returns its value. The page checks
+   * it now and again on every DOM mutation (a MutationObserver), so nothing is polled. On timeout it
+   * fails with `what` and the value of `diagnose` (the page's log, say), so the failure says what the
+   * page showed.
    */
-  async waitFor<T = unknown>(expression: string, what: string, timeoutMs = 5_000, diagnose?: string): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      last = await this.evaluate(expression);
-      if (last) return last as T;
-      if (Date.now() > deadline) {
-        const seen = diagnose ? `\n  page: ${JSON.stringify(await this.evaluate(diagnose).catch((e: Error) => e.message))}` : '';
-        throw new Error(`timed out waiting for ${what} (last value ${JSON.stringify(last)})${seen}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25)); // poll interval, not a wait for an event
-    }
+  async waitFor<T = unknown>(expression: string, what: string, timeoutMs = 5_000, diagnose = 'null'): Promise<T> {
+    const outcome = await this.evaluate<{ ok: boolean; value: unknown; seen?: unknown }>(`new Promise((resolve) => {
+      const value = () => { try { return (${expression}); } catch { return undefined; } };
+      const observer = new MutationObserver(() => check());
+      const timer = setTimeout(() => {
+        observer.disconnect();
+        resolve({ ok: false, value: value(), seen: (() => { try { return (${diagnose}); } catch (e) { return String(e); } })() });
+      }, ${timeoutMs});
+      const check = () => {
+        const v = value();
+        if (!v) return false;
+        observer.disconnect();
+        clearTimeout(timer);
+        resolve({ ok: true, value: v });
+        return true;
+      };
+      if (!check()) observer.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+    })`);
+    if (outcome.ok) return outcome.value as T;
+    const seen = diagnose === 'null' ? '' : `\n  page: ${JSON.stringify(outcome.seen)}`;
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value ${JSON.stringify(outcome.value)})${seen}`);
+  }
+
+  /** Waits for every running animation of the page (new log lines fade in) to finish. */
+  async animationsDone(): Promise<void> {
+    await this.evaluate('Promise.all(document.getAnimations().map((a) => a.finished)).then(() => true)');
   }
 
   /** Focuses `selector`, types `text` as real text input, and presses Enter when asked. */
@@ -236,6 +267,8 @@ export class CdpPage {
 
   /** Closes the tab (the browser ends its WebSocket connections as a tab closing does). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.unsubscribe();
     await this.cdp.send('Target.closeTarget', { targetId: this.targetId });
   }
