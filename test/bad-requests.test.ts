@@ -53,7 +53,11 @@ describe('request smuggling shapes on the upgrade path', () => {
   });
 
   it.each([
-    ['Content-Length together with Transfer-Encoding', { 'Content-Length': '5', 'Transfer-Encoding': 'chunked' }, '0\r\n\r\n'],
+    [
+      'Content-Length together with Transfer-Encoding',
+      { 'Content-Length': '5', 'Transfer-Encoding': 'chunked' },
+      '0\r\n\r\n',
+    ],
     ['two different Content-Length headers', { 'Content-Length': ['0', '5'] }, 'hello'],
   ])('%s is refused by the HTTP parser with 400', async (_name, headers, body) => {
     const { t, undisturbed } = await appWithChatters();

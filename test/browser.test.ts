@@ -79,7 +79,9 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     const allowed = expected;
     pages = [];
     expected = [];
-    const problems: (PageProblem & { tab: number })[] = opened.flatMap((p, tab) => p.problems.map((x) => ({ ...x, tab })));
+    const problems: (PageProblem & { tab: number })[] = opened.flatMap((p, tab) =>
+      p.problems.map((x) => ({ ...x, tab })),
+    );
     const warnings = problems.filter((p) => p.level === 'warning');
     if (warnings.length > 0) console.warn('browser warnings:', warnings); // shown, not fatal
     const csp = await Promise.all(opened.filter((p) => !p.closed).map((p) => p.evaluate('window.__csp')));
@@ -106,7 +108,8 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
   async function tabs(t: TestApp, ...names: string[]): Promise<CdpPage[]> {
     const opened = await Promise.all(names.map(() => open(t)));
     for (const [i, page] of opened.entries()) await join(page, names[i]!);
-    for (const page of opened) await page.waitFor(`${ROSTER}.length === ${names.length}`, 'the full roster', 5_000, ROSTER);
+    const full = `${ROSTER}.length === ${names.length}`;
+    for (const page of opened) await page.waitFor(full, 'the full roster', 5_000, ROSTER);
     return opened;
   }
 
@@ -293,7 +296,8 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     // While the server is down, the browser logs the refused connection attempts: expected here.
     expected.push(/WebSocket connection to '.*\/ws' failed|ERR_CONNECTION_REFUSED/);
     await t.close();
-    const banner = `/^Disconnected — reconnecting in \\d+s…$/.test(${BANNER}) && !document.getElementById('banner').hidden`;
+    const banner =
+      `/^Disconnected — reconnecting in \\d+s…$/.test(${BANNER}) && !document.getElementById('banner').hidden`;
     for (const page of pagesToWatch) await page.waitFor(banner, 'the disconnect banner', 5_000, BANNER);
     // The same address, so the pages' next attempt finds it.
     return startApp({ PORT: String(t.port), ...env });
@@ -319,8 +323,11 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     const [alice, bob] = await tabs(t, 'alice', 'bob');
     // The server comes back with a smaller limit than the loaded page knows (it checks 4096).
     await restartServer(t, [alice!, bob!], { MAX_MESSAGE_BYTES: '1000' });
-    await alice!.waitFor(`${STATE} === 'joined' && document.getElementById('banner').hidden`, 'the re-join', 20_000, LOG);
-    await alice!.evaluate(`document.getElementById('text').value = 'x'.repeat(2000); document.getElementById('send-form').requestSubmit()`);
+    const rejoined = `${STATE} === 'joined' && document.getElementById('banner').hidden`;
+    await alice!.waitFor(rejoined, 'the re-join', 20_000, LOG);
+    await alice!.evaluate(
+      `document.getElementById('text').value = 'x'.repeat(2000); document.getElementById('send-form').requestSubmit()`,
+    );
     await sees(alice!, 'The server closed the connection: message too big.', 'the 1009 notice', 'error');
     const local = `document.querySelectorAll('#log > li[data-type="local"]').length === 2`;
     await alice!.waitFor(`${STATE} === 'joined' && ${local}`, 'the re-join after 1009', 20_000, LOG);

@@ -46,7 +46,8 @@ interface Running {
 
 /** Starts `node dist/client.js ...args`. With `input`, stdin gets it and ends; without, stdin stays open. */
 function runClient(args: readonly string[], input?: string): Running {
-  const child = spawn(process.execPath, ['dist/client.js', ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '' } });
+  const env = { ...process.env, NO_COLOR: '' };
+  const child = spawn(process.execPath, ['dist/client.js', ...args], { cwd: ROOT, env });
   let stdout = '';
   let stderr = '';
   const watchers: { text: string; resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -58,20 +59,28 @@ function runClient(args: readonly string[], input?: string): Running {
   if (input !== undefined) child.stdin.end(input);
   const exit = new Promise<Exit>((resolve) =>
     child.on('close', (code) => {
-      for (const w of watchers) w.reject(new Error(`client exited (${code}) before printing ${JSON.stringify(w.text)}: ${JSON.stringify({ stdout, stderr })}`));
+      const output = JSON.stringify({ stdout, stderr });
+      for (const w of watchers) {
+        w.reject(new Error(`client exited (${code}) before printing ${JSON.stringify(w.text)}: ${output}`));
+      }
       resolve({ code, stdout, stderr });
     }),
   );
   return {
     child,
     exit,
-    printed: (text) => (stdout.includes(text) ? Promise.resolve() : new Promise((resolve, reject) => watchers.push({ text, resolve, reject }))),
+    printed: (text) =>
+      stdout.includes(text)
+        ? Promise.resolve()
+        : new Promise((resolve, reject) => watchers.push({ text, resolve, reject })),
   };
 }
 
 /** Waits for `promise`, but fails at once, showing the output, if the client exits with an error first. */
 function whileRunning<T>(run: Running, promise: Promise<T>): Promise<T> {
-  const failed = run.exit.then((e) => (e.code === 0 ? promise : Promise.reject(new Error(`client failed: ${JSON.stringify(e)}`))));
+  const failed = run.exit.then((e) =>
+    e.code === 0 ? promise : Promise.reject(new Error(`client failed: ${JSON.stringify(e)}`)),
+  );
   return Promise.race([promise, failed]);
 }
 
@@ -139,7 +148,7 @@ describe('wschat-client against a real server', () => {
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT bob: hi all\nT [private] bob → you: just you\n');
   });
 
-  it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0 and sends nothing after it', async () => {
+  it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0, sends nothing after', async () => {
     const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], '/who\n/quit\nnot sent\n');
 
@@ -237,7 +246,8 @@ describe('wschat-client against a real server', () => {
     const url = server.url.replace(/\/ws$/, '/nope');
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toBe(`wschat-client: cannot connect to ${url}: the server refused the WebSocket handshake: 404 not found\n`);
+    const why = 'the server refused the WebSocket handshake: 404 not found';
+    expect(stderr).toBe(`wschat-client: cannot connect to ${url}: ${why}\n`);
   });
 });
 
@@ -251,7 +261,8 @@ describe('wschat-client without a server', () => {
 
     const url = `ws://127.0.0.1:${port}/ws`;
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
-    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: `wschat-client: cannot connect to ${url}: connection refused\n` });
+    const line = `wschat-client: cannot connect to ${url}: connection refused\n`;
+    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: line });
   });
 
   it.each([
@@ -324,7 +335,8 @@ describe('formatMessage', () => {
 
   it('uses the time of arrival when the message has no valid time', () => {
     const now = new Date(2024, 0, 2, 23, 59, 58);
-    expect(formatMessage({ type: 'chat', user: 'bob', message: 'x', time: 'soon' }, 'alice', false, now)).toBe('23:59:58 bob: x');
+    const undated = { type: 'chat', user: 'bob', message: 'x', time: 'soon' } as const;
+    expect(formatMessage(undated, 'alice', false, now)).toBe('23:59:58 bob: x');
   });
 
   it('shows frames that are not chat messages raw, and lists the roster with "(you)"', () => {
@@ -374,18 +386,25 @@ describe('colours, arguments and error lines', () => {
 
   it('describes closes and connection failures in one line', () => {
     const info = (code: number, reason: string) => ({ code, reason, wasClean: true, sentCode: code });
-    expect(describeClose(info(1001, 'server shutting down'))).toBe('the server is going away (1001: server shutting down)');
-    expect(describeClose(info(1008, 'too slow: send queue full'))).toBe('the server closed the connection (1008: too slow: send queue full)');
-    expect(describeClose({ code: 1006, reason: '', wasClean: false, sentCode: undefined })).toBe('connection lost (1006: no close frame)');
+    const goingAway = info(1001, 'server shutting down');
+    expect(describeClose(goingAway)).toBe('the server is going away (1001: server shutting down)');
+    expect(describeClose(info(1008, 'too slow: send queue full'))).toBe(
+      'the server closed the connection (1008: too slow: send queue full)',
+    );
+    const lost = { code: 1006, reason: '', wasClean: false, sentCode: undefined };
+    expect(describeClose(lost)).toBe('connection lost (1006: no close frame)');
     expect(describeClose(info(1005, ''))).toBe('the server closed the connection (1005: no status code)');
 
     const url = new URL('ws://h:1/ws');
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     expect(describeConnectError(url, refused)).toBe('cannot connect to ws://h:1/ws: connection refused');
-    expect(describeConnectError(url, new AggregateError([refused]))).toBe('cannot connect to ws://h:1/ws: connection refused');
-    expect(describeConnectError(url, new HandshakeError('refused', 503, 'too many connections: try again later\n'))).toBe(
-      'cannot connect to ws://h:1/ws: the server refused the WebSocket handshake: 503 too many connections: try again later',
+    const prefix = 'cannot connect to ws://h:1/ws: ';
+    expect(describeConnectError(url, new AggregateError([refused]))).toBe(`${prefix}connection refused`);
+    const busy = new HandshakeError('refused', 503, 'too many connections: try again later\n');
+    expect(describeConnectError(url, busy)).toBe(
+      `${prefix}the server refused the WebSocket handshake: 503 too many connections: try again later`,
     );
-    expect(describeConnectError(url, new Error('WebSocket handshake timed out'))).toBe('cannot connect to ws://h:1/ws: WebSocket handshake timed out');
+    const timedOut = new Error('WebSocket handshake timed out');
+    expect(describeConnectError(url, timedOut)).toBe(`${prefix}WebSocket handshake timed out`);
   });
 });

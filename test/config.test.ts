@@ -42,9 +42,10 @@ describe('loadConfig: defaults', () => {
 
   it('empty and blank values mean "use the default"', () => {
     const env: Record<string, string> = {};
-    for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
-      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
-      'CLOSE_TIMEOUT_MS']) {
+    const names = ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS'];
+    names.push('PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS', 'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS');
+    names.push('MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS', 'CLOSE_TIMEOUT_MS');
+    for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -77,10 +78,20 @@ describe('loadConfig: every variable parses', () => {
     ['SEND_QUEUE', '1', 'sendQueue', 1],
     ['SEND_QUEUE', '8', 'sendQueue', 8],
     ['ALLOWED_ORIGINS', 'https://chat.example.com', 'allowedOrigins', ['https://chat.example.com']],
-    ['ALLOWED_ORIGINS', 'https://a.example, http://localhost:3000 ,', 'allowedOrigins', ['https://a.example', 'http://localhost:3000']],
+    [
+      'ALLOWED_ORIGINS',
+      'https://a.example, http://localhost:3000 ,',
+      'allowedOrigins',
+      ['https://a.example', 'http://localhost:3000'],
+    ],
     // Normalised to what a browser sends (RFC 6454 §6.1): lower case, no default port, no slash.
     ['ALLOWED_ORIGINS', 'https://Chat.Example.COM/', 'allowedOrigins', ['https://chat.example.com']],
-    ['ALLOWED_ORIGINS', 'https://a.example:443,http://b.example:80', 'allowedOrigins', ['https://a.example', 'http://b.example']],
+    [
+      'ALLOWED_ORIGINS',
+      'https://a.example:443,http://b.example:80',
+      'allowedOrigins',
+      ['https://a.example', 'http://b.example'],
+    ],
     ['ALLOWED_ORIGINS', '*', 'allowedOrigins', '*'],
     ['ALLOWED_ORIGINS', 'https://a.example,*', 'allowedOrigins', '*'],
     ['PING_INTERVAL_MS', '1000', 'pingIntervalMs', 1000],
@@ -111,7 +122,8 @@ describe('loadConfig: every variable parses', () => {
   it('all at once', () => {
     expect(
       loadConfig({
-        PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
+        PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16',
+        ALLOWED_ORIGINS: 'https://x.example',
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
         JOIN_TIMEOUT_MS: '7000', CLOSE_TIMEOUT_MS: '2500',

@@ -16,6 +16,8 @@ import { closeBody, frame, serverFrame, upgradeRequest } from './helpers/wire';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const closeFrame = (code: number, reason = ''): string => hex(serverFrame(Opcode.Close, closeBody(code, reason)));
+/** Connection options for the socket-pair tests: no close timer, so a close completes by the protocol. */
+const NO_TIMER = { maxMessageBytes: 1024, closeTimeoutMs: NO_CLOSE_TIMER_MS };
 
 describe('echo over raw sockets (exact bytes)', () => {
   const shared = sharedApp({ MAX_MESSAGE_BYTES: '4096' });
@@ -49,7 +51,8 @@ describe('echo over raw sockets (exact bytes)', () => {
     c.write(frame(Opcode.Ping, max));
     expect(hex((await c.readFrame()).raw)).toBe('8a7d' + hex(max));
     // A ping between the fragments of a message is answered at once; the message then completes.
-    c.write(Buffer.concat([frame(Opcode.Text, 'a', { fin: false }), frame(Opcode.Ping, 'mid'), frame(Opcode.Continuation, 'b')]));
+    const first = frame(Opcode.Text, 'a', { fin: false });
+    c.write(Buffer.concat([first, frame(Opcode.Ping, 'mid'), frame(Opcode.Continuation, 'b')]));
     expect(hex((await c.readFrame()).raw)).toBe('8a03' + hex(Buffer.from('mid')));
     expect(hex((await c.readFrame()).raw)).toBe('8102' + hex(Buffer.from('ab')));
     c.destroy();
@@ -99,7 +102,8 @@ describe('echo over raw sockets (exact bytes)', () => {
 
   it('ignores frames after the peer close', async () => {
     const c = await RawPeer.upgrade(shared.port);
-    c.write(Buffer.concat([frame(Opcode.Close, closeBody(1000)), frame(Opcode.Text, 'after close'), frame(Opcode.Ping, 'p'), Buffer.from([0xff, 0xff])]));
+    const after = [frame(Opcode.Text, 'after close'), frame(Opcode.Ping, 'p'), Buffer.from([0xff, 0xff])];
+    c.write(Buffer.concat([frame(Opcode.Close, closeBody(1000)), ...after]));
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true);
     expect(hex(rest)).toBe('880203e8'); // the echo and nothing else
@@ -115,7 +119,12 @@ describe('echo over raw sockets (exact bytes)', () => {
     ['a message above MAX_MESSAGE_BYTES', frame(Opcode.Binary, Buffer.alloc(4097)), 1009, 'message too big'],
     ['a close code that may not be sent', frame(Opcode.Close, closeBody(1005)), 1002, 'invalid close code 1005'],
     ['a 1-byte close payload', frame(Opcode.Close, Buffer.from([3])), 1002, 'close frame with a 1-byte payload'],
-    ['a close reason that is not UTF-8', frame(Opcode.Close, Buffer.concat([closeBody(1000), Buffer.from([0xff])])), 1007, 'invalid UTF-8 in close reason'],
+    [
+      'a close reason that is not UTF-8',
+      frame(Opcode.Close, Buffer.concat([closeBody(1000), Buffer.from([0xff])])),
+      1007,
+      'invalid UTF-8 in close reason',
+    ],
   ];
   for (const [what, bytes, code, reason] of failures) {
     it(`fails the connection on ${what}: close ${code} on the wire, then TCP closes (§7.1.7)`, async () => {
@@ -228,11 +237,12 @@ describe('the closing handshake on a socket pair (§7.1)', () => {
   it('a peer that answers our close closes cleanly; the server ends TCP first (§7.1.1)', async () => {
     const [serverSide, clientSide] = await socketPair();
     const peer = RawPeer.wrap(clientSide);
-    const conn = new WebSocketConnection(serverSide, { role: 'server', maxMessageBytes: 1024, closeTimeoutMs: NO_CLOSE_TIMER_MS });
+    const conn = new WebSocketConnection(serverSide, { role: 'server', ...NO_TIMER });
     conn.close(1000, 'bye');
     expect(hex((await peer.readFrame()).raw)).toBe(closeFrame(1000, 'bye'));
     // After our close, data is discarded and pings are not answered (§7.1.4); the close is read.
-    peer.write(Buffer.concat([frame(Opcode.Text, 'late'), frame(Opcode.Ping, 'p'), frame(Opcode.Close, closeBody(1000, 'ok'))]));
+    const close = frame(Opcode.Close, closeBody(1000, 'ok'));
+    peer.write(Buffer.concat([frame(Opcode.Text, 'late'), frame(Opcode.Ping, 'p'), close]));
     const { ended, rest } = await peer.untilClosed();
     expect(ended).toBe(true);
     expect(rest.length).toBe(0);
@@ -242,12 +252,13 @@ describe('the closing handshake on a socket pair (§7.1)', () => {
   it('after our close, a message the peer still sends is discarded: read() returns null, not the message', async () => {
     const [serverSide, clientSide] = await socketPair();
     const peer = RawPeer.wrap(clientSide);
-    const conn = new WebSocketConnection(serverSide, { role: 'server', maxMessageBytes: 1024, closeTimeoutMs: NO_CLOSE_TIMER_MS });
+    const conn = new WebSocketConnection(serverSide, { role: 'server', ...NO_TIMER });
     const waiting = conn.read(); // a reader already waiting learns of the close
     conn.close(1000, 'bye');
     expect(await waiting).toBeNull();
     expect(hex((await peer.readFrame()).raw)).toBe(closeFrame(1000, 'bye'));
-    peer.write(Buffer.concat([frame(Opcode.Text, 'late'), frame(Opcode.Binary, 'later'), frame(Opcode.Close, closeBody(1000))]));
+    const close = frame(Opcode.Close, closeBody(1000));
+    peer.write(Buffer.concat([frame(Opcode.Text, 'late'), frame(Opcode.Binary, 'later'), close]));
     expect(await conn.closed).toEqual({ code: 1000, reason: '', wasClean: true, sentCode: 1000 });
     expect(await conn.read()).toBeNull();
   });
@@ -255,7 +266,7 @@ describe('the closing handshake on a socket pair (§7.1)', () => {
   it('client role: masks its frames and waits for the server to close TCP', async () => {
     const [serverSide, clientSide] = await socketPair();
     const server = RawPeer.wrap(serverSide);
-    const conn = new WebSocketConnection(clientSide, { role: 'client', maxMessageBytes: 1024, closeTimeoutMs: NO_CLOSE_TIMER_MS });
+    const conn = new WebSocketConnection(clientSide, { role: 'client', ...NO_TIMER });
     conn.send('masked');
     const f = await server.readFrame();
     expect(f.masked).toBe(true);
@@ -274,7 +285,7 @@ describe('the closing handshake on a socket pair (§7.1)', () => {
   it('a masked frame from a server fails the client connection with 1002', async () => {
     const [serverSide, clientSide] = await socketPair();
     const server = RawPeer.wrap(serverSide);
-    const conn = new WebSocketConnection(clientSide, { role: 'client', maxMessageBytes: 1024, closeTimeoutMs: NO_CLOSE_TIMER_MS });
+    const conn = new WebSocketConnection(clientSide, { role: 'client', ...NO_TIMER });
     server.write(frame(Opcode.Text, 'masked by a server'));
     const f = await server.readFrame();
     expect(f.opcode).toBe(Opcode.Close);

@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Opcode } from '../src/websocket';
-import { startApp, type TestApp } from './helpers/app';
+import { NO_RATE_LIMIT, startApp, type TestApp } from './helpers/app';
 import { chatMessages, ChatPeer, left, rawChat, rawJoin, roundTrip } from './helpers/chat';
 import { RawPeer } from './helpers/raw-peer';
 import { turns } from './helpers/wait';
@@ -36,8 +36,6 @@ afterEach(async () => {
   await turns(2);
   expect(unhandled).toEqual([]);
 });
-
-const UNLIMITED = { RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000' };
 
 /** Nothing left behind: the app's connections, the TCP sockets and the roster are back to `n`. */
 async function expectOnly(t: TestApp, n: number): Promise<void> {
@@ -127,7 +125,7 @@ describe('destroyed mid-fragmented message (§5.4)', () => {
 
 describe('destroyed while the Hub is broadcasting to it', () => {
   it('10 of 20 receivers vanish during a 1,200-message burst; the rest get every message in order', async () => {
-    const t = await startApp(UNLIMITED);
+    const t = await startApp(NO_RATE_LIMIT);
     const watcher = await ChatPeer.join(t.port, 'watcher');
     const senders = await Promise.all([0, 1, 2, 3].map((i) => ChatPeer.join(t.port, `sender${i}`)));
     const receivers: RawPeer[] = [];

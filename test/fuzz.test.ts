@@ -18,7 +18,15 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encodeFrame, FrameParser, type FrameHandler } from '../src/websocket';
-import { caseSeed, chunkings, diffEvents, frameBytes, generateCase, type FuzzCase, type ParseEvent } from './helpers/fuzz';
+import {
+  caseSeed,
+  chunkings,
+  diffEvents,
+  frameBytes,
+  generateCase,
+  type FuzzCase,
+  type ParseEvent,
+} from './helpers/fuzz';
 import { mulberry32 } from './helpers/rng';
 
 /** `npm test`: these run seeds every time (repeatable), plus one random run seed (exploration). */
@@ -31,7 +39,7 @@ function envNumber(name: string): number | undefined {
   const raw = process.env[name];
   if (raw === undefined || raw.trim() === '') return undefined;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a non-negative number, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number >= 0, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -59,7 +67,9 @@ const originals = { alloc: Buffer.alloc, allocUnsafe: Buffer.allocUnsafe, allocU
 function record(size: number, how: string): void {
   probe.count++;
   if (size > probe.largest) probe.largest = size;
-  if (size > probe.bound && probe.violation === undefined) probe.violation = `Buffer.${how}(${size}) above the bound ${probe.bound}`;
+  if (size > probe.bound && probe.violation === undefined) {
+    probe.violation = `Buffer.${how}(${size}) above the bound ${probe.bound}`;
+  }
 }
 
 function installProbe(): void {
@@ -155,7 +165,8 @@ function parse(stream: Buffer, limit: number, cuts: readonly number[] | null): R
     problem ??= probe.violation;
     const kept = internals.messageBuffer;
     if (kept !== null && kept.length > Math.min(limit, Math.max(MIN_MESSAGE_BUFFER, 2 * internals.messageLength))) {
-      problem ??= `keeps a ${kept.length}-byte message buffer for ${internals.messageLength} bytes received (limit ${limit})`;
+      const received = internals.messageLength;
+      problem ??= `keeps a ${kept.length}-byte message buffer for ${received} bytes received (limit ${limit})`;
     }
     if (problem !== undefined) break;
   }
@@ -178,9 +189,10 @@ function checkCase(seed: number, c: FuzzCase): string | undefined {
   const cutRng = mulberry32(seed ^ 0x5bd1e995);
   for (const cuts of chunkings(cutRng, c.bytes.length)) {
     const run = parse(c.bytes, c.maxMessageBytes, cuts);
-    if (run.problem !== undefined) return `chunked at [${cuts.slice(0, 20).join(',')}${cuts.length > 20 ? ',…' : ''}]: ${run.problem}`;
+    const at = `chunked at [${cuts.slice(0, 20).join(',')}${cuts.length > 20 ? ',…' : ''}]`;
+    if (run.problem !== undefined) return `${at}: ${run.problem}`;
     const diff = diffEvents(whole.events, run.events);
-    if (diff !== undefined) return `chunked at [${cuts.slice(0, 20).join(',')}${cuts.length > 20 ? ',…' : ''}] differs from one chunk (whole vs chunked): ${diff}`;
+    if (diff !== undefined) return `${at} differs from one chunk (whole vs chunked): ${diff}`;
   }
   return undefined;
 }
@@ -189,7 +201,8 @@ function failureReport(runSeed: number, index: number, seed: number, c: FuzzCase
   const hex = c.bytes.subarray(0, 256).toString('hex');
   return (
     `fuzz case #${index} failed (run seed ${runSeed}, case seed ${seed}; replay with FUZZ_REPLAY=${seed}):\n` +
-    `  ${c.kind} (${c.note}), maxMessageBytes=${c.maxMessageBytes}, ${c.bytes.length} bytes: ${hex}${c.bytes.length > 256 ? '…' : ''}\n` +
+    `  ${c.kind} (${c.note}), maxMessageBytes=${c.maxMessageBytes}, ${c.bytes.length} bytes: ` +
+    `${hex}${c.bytes.length > 256 ? '…' : ''}\n` +
     `  ${problem}`
   );
 }
@@ -223,7 +236,8 @@ describe('FrameParser under fuzzing', () => {
       const payload = rng.bytes(size);
       for (const opcode of [0x1, 0x2, 0x9]) {
         if (opcode === 0x9 && size > 125) continue;
-        expect(frameBytes({ fin: true, opcode, payload, masked: false }, rng).equals(encodeFrame(opcode, payload, false))).toBe(true);
+        const oracle = frameBytes({ fin: true, opcode, payload, masked: false }, rng);
+        expect(oracle.equals(encodeFrame(opcode, payload, false))).toBe(true);
       }
     }
   });
@@ -268,8 +282,8 @@ describe('FrameParser under fuzzing', () => {
       fuzzRun(runSeed, maxCases, FUZZ_SECONDS !== undefined ? Date.now() + FUZZ_SECONDS * 1000 : undefined);
     }, 24 * 3600 * 1000);
   } else {
-    it.each(FIXED_RUN_SEEDS)(`holds every property on ${CASES_PER_SEED} cases from the fixed run seed %i`, (runSeed) => {
-      fuzzRun(runSeed, CASES_PER_SEED);
+    it.each(FIXED_RUN_SEEDS)(`holds every property on ${CASES_PER_SEED} cases from fixed run seed %i`, (seed) => {
+      fuzzRun(seed, CASES_PER_SEED);
     });
     it(`holds every property on ${CASES_PER_SEED} cases from a random run seed (${RANDOM_RUN_SEED})`, () => {
       fuzzRun(RANDOM_RUN_SEED, CASES_PER_SEED);

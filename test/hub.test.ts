@@ -6,19 +6,32 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Opcode } from '../src/websocket';
-import { startApp } from './helpers/app';
-import { chatFrom, chatMessages, ChatPeer, joinAll, joined, left, rawChat, rawJoin, type ChatMsg } from './helpers/chat';
+import { NO_RATE_LIMIT, startApp } from './helpers/app';
+import {
+  chatFrom,
+  chatMessages,
+  ChatPeer,
+  joinAll,
+  joined,
+  left,
+  rawChat,
+  rawJoin,
+  type ChatMsg,
+} from './helpers/chat';
 import { frame } from './helpers/wire';
 
 /** The exact JSON shape: these fields, in this order, and a time that is an ISO 8601 date. */
 function expectMessage(m: ChatMsg, expected: Omit<ChatMsg, 'time'>): void {
   const { time, ...rest } = m;
   expect(rest).toEqual(expected);
-  const keys = expected.to === undefined ? ['type', 'user', 'message', 'time'] : ['type', 'user', 'message', 'to', 'time'];
+  const keys = ['type', 'user', 'message', ...(expected.to === undefined ? [] : ['to']), 'time'];
   expect(Object.keys(m)).toEqual(keys);
   expect(typeof time).toBe('string');
   expect(new Date(time).toISOString()).toBe(time);
 }
+
+/** The sequence number in front of a numbered message (`12:xxx`). */
+const seq = (message: string): number => Number(message.slice(0, message.indexOf(':')));
 
 /** The names GET /clients lists, in join order. */
 async function online(t: { roster(): Promise<{ clients: { name: string }[] }> }): Promise<string[]> {
@@ -88,7 +101,8 @@ describe('joining', () => {
     const info = await impostor.closed;
     expect(info.code).toBe(1008);
     expect(impostor.messages).toHaveLength(1);
-    expectMessage(impostor.messages[0]!, { type: 'error', user: 'System', message: 'the name alice is taken: choose another' });
+    const taken = 'the name alice is taken: choose another';
+    expectMessage(impostor.messages[0]!, { type: 'error', user: 'System', message: taken });
     // The real alice is still there and still alice: no leave notice, no second join.
     alice.send('still here');
     await alice.next(chatFrom('alice', 'still here'));
@@ -101,7 +115,8 @@ describe('joining', () => {
     const alice = await ChatPeer.join(t.port, 'alice');
     // The name and a message in one TCP segment: the server has both before the Hub answers.
     const impostor = await rawChat(t.port);
-    impostor.write(Buffer.concat([frame(Opcode.Text, 'alice'), frame(Opcode.Text, 'I am alice, send me your password')]));
+    const claim = frame(Opcode.Text, 'I am alice, send me your password');
+    impostor.write(Buffer.concat([frame(Opcode.Text, 'alice'), claim]));
     await impostor.closed;
     expect(impostor.closeFrame()?.code).toBe(1008);
     expect(chatMessages(impostor).map((m) => m.message)).toEqual(['the name alice is taken: choose another']);
@@ -205,7 +220,8 @@ describe('private messages (@user text)', () => {
     const t = await startApp();
     const [alice, bob] = await joinAll(t.port, 'alice', 'bob');
     alice!.send('@bob  two  spaces\nand a line');
-    expectMessage(await bob!.next(), { type: 'private', user: 'alice', message: ' two  spaces\nand a line', to: 'bob' });
+    const message = ' two  spaces\nand a line';
+    expectMessage(await bob!.next(), { type: 'private', user: 'alice', message, to: 'bob' });
   });
 
   it('to someone offline: the sender gets a System error, nobody else hears of it', async () => {
@@ -225,7 +241,9 @@ describe('leaving', () => {
     const info = await alice!.close();
     expect(info.code).toBe(1000);
     expect(info.wasClean).toBe(true);
-    for (const c of [bob!, carol!]) expectMessage(await c.next(), { type: 'leave', user: 'System', message: 'alice left the chat' });
+    for (const c of [bob!, carol!]) {
+      expectMessage(await c.next(), { type: 'leave', user: 'System', message: 'alice left the chat' });
+    }
   });
 
   it("delivers a leaver's last words, private ones included, in order and before its leave notice", async () => {
@@ -249,7 +267,9 @@ describe('leaving', () => {
     const t = await startApp();
     const [alice, bob, carol] = await joinAll(t.port, 'alice', 'bob', 'carol');
     alice!.conn.terminate();
-    for (const c of [bob!, carol!]) expectMessage(await c.next(), { type: 'leave', user: 'System', message: 'alice left the chat' });
+    for (const c of [bob!, carol!]) {
+      expectMessage(await c.next(), { type: 'leave', user: 'System', message: 'alice left the chat' });
+    }
     expect(await online(t)).toEqual(['bob', 'carol']);
   });
 });
@@ -299,8 +319,8 @@ describe('binary frames on /ws', () => {
 });
 
 describe('slow readers (the lesson: never block on the send channel)', () => {
-  it('drops a client that stops reading; the others get every message in order and its leave notice at once', async () => {
-    const t = await startApp({ SEND_QUEUE: '8', MAX_MESSAGE_BYTES: '65536', RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000' });
+  it('drops a client that stops reading; the others get every message in order, its leave notice at once', async () => {
+    const t = await startApp({ ...NO_RATE_LIMIT, SEND_QUEUE: '8', MAX_MESSAGE_BYTES: '65536' });
     const [alice, bob] = await joinAll(t.port, 'alice', 'bob');
     const slow = await rawJoin(t.port, 'slow');
     await alice!.next(joined('slow'));
@@ -324,7 +344,7 @@ describe('slow readers (the lesson: never block on the send channel)', () => {
       const leaveAt = stream.findIndex(left('slow'));
       expectMessage(stream[leaveAt]!, { type: 'leave', user: 'System', message: 'slow left the chat' });
       // Every chat message, in order, and the leave notice exactly once somewhere in between.
-      const chats = stream.filter((m) => m.type === 'chat').map((m) => Number(m.message.slice(0, m.message.indexOf(':'))));
+      const chats = stream.filter((m) => m.type === 'chat').map((m) => seq(m.message));
       expect(chats).toEqual(Array.from({ length: sent }, (_, i) => i));
       expect(stream).toHaveLength(sent + 1);
       expect(leaveAt).toBeGreaterThan(0);
@@ -338,7 +358,7 @@ describe('slow readers (the lesson: never block on the send channel)', () => {
     slow.resume();
     await slow.closed;
     const got = chatMessages(slow).filter((m) => m.type === 'chat');
-    const seqs = got.map((m) => Number(m.message.slice(0, m.message.indexOf(':'))));
+    const seqs = got.map((m) => seq(m.message));
     expect(seqs).toEqual(Array.from({ length: got.length }, (_, i) => i));
     expect(slow.closeFrame()).toEqual({ code: 1008, reason: 'too slow: send queue full' });
     const [line] = await t.logged((l) => l.startsWith('disconnect name="slow"'));
@@ -346,7 +366,7 @@ describe('slow readers (the lesson: never block on the send channel)', () => {
   });
 
   it("a dropped client's own queued messages are not broadcast after its leave notice", async () => {
-    const t = await startApp({ SEND_QUEUE: '8', RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000' });
+    const t = await startApp({ ...NO_RATE_LIMIT, SEND_QUEUE: '8' });
     const [alice] = await joinAll(t.port, 'alice');
     const slow = await rawJoin(t.port, 'slow');
     await alice!.next(joined('slow'));

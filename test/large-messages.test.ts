@@ -25,7 +25,10 @@ async function expectEcho(c: RawPeer, message: Buffer, opcode: number = Opcode.B
   expect(echo.payload.length).toBe(message.length);
   expect(echo.payload.equals(message)).toBe(true);
   // The echo uses the 64-bit length form above 65,535 bytes (§5.2).
-  if (message.length > 0xffff) expect(echo.raw.subarray(0, 10).toString('hex')).toBe((0x80 | opcode).toString(16) + '7f' + message.length.toString(16).padStart(16, '0'));
+  if (message.length > 0xffff) {
+    const header = (0x80 | opcode).toString(16) + '7f' + message.length.toString(16).padStart(16, '0');
+    expect(echo.raw.subarray(0, 10).toString('hex')).toBe(header);
+  }
 }
 
 describe('large messages (MAX_MESSAGE_BYTES = 16 MiB)', () => {

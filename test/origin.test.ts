@@ -52,7 +52,8 @@ describe('by default', () => {
     const tool = await ChatPeer.join(t.port, 'tool');
     await page.next(joined('tool'));
     const [line] = await t.logged(/^refused peer=/);
-    expect(line).toMatch(/^refused peer=127\.0\.0\.1:\d+ path=\/ws origin="http:\/\/evil\.example" reason="handshake"$/);
+    expect(line).toMatch(/^refused peer=127\.0\.0\.1:\d+ path=/);
+    expect(line!.slice(line!.indexOf(' path='))).toBe(' path=/ws origin="http://evil.example" reason="handshake"');
     await tool.close();
   });
 });

@@ -91,7 +91,12 @@ for (const [label, size] of [
 }
 
 describe('encode', () => {
-  const chat = JSON.stringify({ type: 'chat', user: 'alice', message: 'hello everyone, how is it going?', time: '2025-01-01T12:00:00.000Z' });
+  const chat = JSON.stringify({
+    type: 'chat',
+    user: 'alice',
+    message: 'hello everyone, how is it going?',
+    time: '2025-01-01T12:00:00.000Z',
+  });
   const frameBytes = PreparedFrame.text(chat).bytes.length;
   const name = `PreparedFrame.text of a ${Buffer.byteLength(chat)}-byte chat JSON (${frameBytes}-byte frame)`;
   bench(

@@ -11,7 +11,8 @@ import { chatFrom, ChatPeer, joinAll, left, type ChatMsg } from './helpers/chat'
 import { frame } from './helpers/wire';
 
 describe('TokenBucket (clock passed in)', () => {
-  const takeN = (bucket: TokenBucket, n: number, now: number): boolean[] => Array.from({ length: n }, () => bucket.take(now));
+  const takeN = (bucket: TokenBucket, n: number, now: number): boolean[] =>
+    Array.from({ length: n }, () => bucket.take(now));
 
   it('starts full: `burst` takes at once, then none', () => {
     const bucket = new TokenBucket(1, 3, 1000);
@@ -91,7 +92,8 @@ describe('the chat under a flood (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3)', ()
     // Hub before it: so bob's stream up to his own marker is final.
     bob.send('marker');
     await bob.next(chatFrom('bob', 'marker'));
-    expect(bob.received('chat').map((m) => `${m.user}:${m.message}`)).toEqual(['alice:m1', 'alice:m2', 'alice:m3', 'bob:marker']);
+    const seen = bob.received('chat').map((m) => `${m.user}:${m.message}`);
+    expect(seen).toEqual(['alice:m1', 'alice:m2', 'alice:m3', 'bob:marker']);
     expect(bob.received('error')).toEqual([]);
     // alice got her own three and the error, and is still connected.
     await alice.next(chatFrom('bob', 'marker'));
@@ -152,7 +154,8 @@ describe('the chat under a flood (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3)', ()
     expect(carol.chats('alice')).toEqual(['flood 0', 'flood 1', 'flood 2']);
     expect(bob.chats('alice')).toEqual(carol.chats('alice'));
     // Each refused message got its System error, written before the close frame.
-    expect(alice.received('error').map((m) => [m.user, m.message])).toEqual(Array(3).fill(['System', 'rate limit exceeded: slow down']));
+    const refusals = alice.received('error').map((m) => [m.user, m.message]);
+    expect(refusals).toEqual(Array(3).fill(['System', 'rate limit exceeded: slow down']));
     // bob was never limited: his message during the flood, and two more after it (his burst), arrive in order.
     for (const n of [1, 2]) bob.send(`bob after the flood ${n}`);
     await carol.waitFor(chatFrom('bob', 'bob after the flood 2'));

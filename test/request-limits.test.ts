@@ -151,7 +151,9 @@ describe('the time to send the head (HANDSHAKE_TIMEOUT_MS=300)', () => {
     half.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${t.port}\r\nUpgrade: websocket\r\n`);
     const blank = await RawPeer.open(t.port);
     blank.write('\r\n\r\n');
-    for (const p of [silent, half, blank]) expect(await p.untilClosed()).toEqual({ ended: true, rest: Buffer.from(TIMEOUT) });
+    for (const p of [silent, half, blank]) {
+      expect(await p.untilClosed()).toEqual({ ended: true, rest: Buffer.from(TIMEOUT) });
+    }
     await undisturbed();
   });
 

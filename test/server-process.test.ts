@@ -25,12 +25,18 @@ interface ServerProcess {
 
 const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
 });
 
 function run(env: Record<string, string>): ServerProcess {
   // Only what the server needs: no PORT/HOST/... leaking in from the test runner's environment.
-  const child = spawn(process.execPath, ['dist/server.js'], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['dist/server.js'], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
   const p: ServerProcess = {
     child,
@@ -61,7 +67,7 @@ async function startServer(env: Record<string, string> = {}): Promise<ServerProc
 }
 
 describe('node dist/server.js', () => {
-  it.each(['SIGTERM', 'SIGINT'] as const)('%s: every client gets 1001, the process exits 0 on its own', async (signal) => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s: every client gets 1001, the process exits 0', async (signal) => {
     const server = await startServer();
     const alice = await ChatPeer.join(server.port, 'alice');
     const bob = await ChatPeer.join(server.port, 'bob');
@@ -80,7 +86,7 @@ describe('node dist/server.js', () => {
     expect(server.stdout).toMatch(/Z connect peer=127\.0\.0\.1:\d+ path=\/ws\n/);
   });
 
-  it('SIGTERM with a peer that never answers the close: dropped after the grace period, still exit 0 within the budget', async () => {
+  it('SIGTERM, a peer that never answers the close: dropped after the grace, exit 0 within the budget', async () => {
     const server = await startServer();
     const alice = await ChatPeer.join(server.port, 'alice');
     const mute = await rawJoin(server.port, 'mute');

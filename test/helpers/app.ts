@@ -16,6 +16,9 @@ import { Signal } from './wait';
 /** Far above any test's timeout (and a hook's): a close timer this long never fires in a test. */
 export const NO_CLOSE_TIMER_MS = 3_600_000;
 
+/** No rate limit in the way of a test's own traffic. */
+export const NO_RATE_LIMIT = { RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000' };
+
 export interface TestApp {
   readonly app: App;
   readonly port: number;
@@ -39,7 +42,8 @@ export interface TestApp {
 export async function startApp(env: Record<string, string> = {}): Promise<TestApp> {
   const log: string[] = [];
   const logSignal = new Signal();
-  const app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', CLOSE_TIMEOUT_MS: String(NO_CLOSE_TIMER_MS), ...env }), (line) => {
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', CLOSE_TIMEOUT_MS: String(NO_CLOSE_TIMER_MS), ...env });
+  const app = createApp(config, (line) => {
     log.push(line);
     logSignal.notify();
   });

@@ -69,7 +69,9 @@ export class ChatPeer {
   }
 
   private endedError = (): Error | undefined =>
-    this.ended ? new Error(`${this.name ?? 'peer'}: connection ended; got ${JSON.stringify(this.messages)}`) : undefined;
+    this.ended
+      ? new Error(`${this.name ?? 'peer'}: connection ended; got ${JSON.stringify(this.messages)}`)
+      : undefined;
 
   /** The next message after the last one next() returned that matches `filter` (any, if none). */
   next(filter?: Filter): Promise<ChatMsg> {
@@ -121,8 +123,10 @@ export class ChatPeer {
 }
 
 /** Message matchers for next(), waitFor() and received(). */
-export const joined = (name: string) => (m: ChatMsg): boolean => m.type === 'join' && m.message === `${name} joined the chat`;
-export const left = (name: string) => (m: ChatMsg): boolean => m.type === 'leave' && m.message === `${name} left the chat`;
+export const joined = (name: string) => (m: ChatMsg): boolean =>
+  m.type === 'join' && m.message === `${name} joined the chat`;
+export const left = (name: string) => (m: ChatMsg): boolean =>
+  m.type === 'leave' && m.message === `${name} left the chat`;
 export const chatFrom = (user: string, text?: string) => (m: ChatMsg): boolean =>
   m.type === 'chat' && m.user === user && (text === undefined || m.message === text);
 

@@ -138,6 +138,11 @@ export class RawPeer {
 
   // ---- reading bytes ----
 
+  /** Nothing more can arrive. */
+  private get over(): boolean {
+    return this.ended || this.isClosed;
+  }
+
   /** Every byte received and not yet read, without taking it. */
   received(): Buffer {
     if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
@@ -158,7 +163,7 @@ export class RawPeer {
   waitForBytes(predicate: (unread: Buffer) => boolean): Promise<Buffer> {
     return this.arrived.until(
       () => (predicate(this.received()) ? this.received() : undefined),
-      () => (this.ended || this.isClosed ? new Error(`stream ended; unread: ${JSON.stringify(this.text())}`) : undefined),
+      () => (this.over ? new Error(`stream ended; unread: ${JSON.stringify(this.text())}`) : undefined),
     );
   }
 
@@ -166,7 +171,7 @@ export class RawPeer {
   async read(n: number): Promise<Buffer> {
     await this.arrived.until(
       () => (this.buffered >= n ? true : undefined),
-      () => (this.ended || this.isClosed ? new Error(`stream ended with ${this.buffered} unread bytes, wanted ${n}`) : undefined),
+      () => (this.over ? new Error(`stream ended with ${this.buffered} unread bytes, wanted ${n}`) : undefined),
     );
     return this.take(n);
   }
@@ -232,7 +237,8 @@ export class RawPeer {
       try {
         for (;;) {
           const f = await this.readFrame();
-          if (f.masked || f.rsv !== 0) throw new Error(`the server sent a ${f.masked ? 'masked' : 'RSV'} frame (§5.1, §5.2)`);
+          if (f.masked) throw new Error('the server sent a masked frame (§5.1)');
+          if (f.rsv !== 0) throw new Error('the server set RSV bits without an extension (§5.2)');
           this.frames.push(f);
           this.arrived.notify();
           if (f.opcode === 0x8 && options.answerClose) this.end(frame(0x8, f.payload.subarray(0, 2)));
@@ -285,7 +291,8 @@ export class RawPeer {
   closeFrame(): { code: number; reason: string } | undefined {
     const f = this.frames.find((x) => x.opcode === 0x8);
     if (f === undefined) return undefined;
-    return { code: f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005, reason: f.payload.subarray(2).toString('utf8') };
+    const code = f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005;
+    return { code, reason: f.payload.subarray(2).toString('utf8') };
   }
 }
 

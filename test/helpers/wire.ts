@@ -22,7 +22,7 @@ export interface FrameOptions {
 }
 
 /** One frame (§5.2), masked by default as a client sends it (§5.3). The payload is not modified. */
-export function frame(opcode: number, payload: Uint8Array | string = Buffer.alloc(0), options: FrameOptions = {}): Buffer {
+export function frame(opcode: number, payload: Uint8Array | string = '', options: FrameOptions = {}): Buffer {
   const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
   const key = options.mask === false ? null : options.mask instanceof Uint8Array ? options.mask : randomBytes(4);
   const declared = BigInt(options.declaredLength ?? data.length);
