@@ -119,7 +119,7 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${FLAG
     // The server echoes the code (no reason) and closes TCP: a clean close on the client's side.
     expect(result.close).toEqual({ code: 4000, reason: '', wasClean: true });
     // The server's CloseInfo saw the client's code and reason.
-    const [line] = await shared.t.logged(/^disconnect path=\/echo/);
+    const [line] = await shared.t.logged(/^disconnect path=\/echo code=4000 /);
     expect(line).toBe('disconnect path=/echo code=4000 reason="interop done ✓"');
   });
 
