@@ -43,6 +43,8 @@ export interface Config {
   readonly maxRoomsPerClient: number;
   /** How long a v2 client that vanished (no close frame) keeps its name, rooms and inbox. */
   readonly resumeGraceMs: number;
+  /** After sending a close frame, time the peer has to answer before its socket is destroyed. */
+  readonly closeTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -71,6 +73,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxRooms: 1000,
   maxRoomsPerClient: 20,
   resumeGraceMs: 5000,
+  closeTimeoutMs: 5_000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -155,5 +158,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxRooms: integer(env, 'MAX_ROOMS', DEFAULTS.maxRooms, 1, 1_000_000),
     maxRoomsPerClient: integer(env, 'MAX_ROOMS_PER_CLIENT', DEFAULTS.maxRoomsPerClient, 1, 1000),
     resumeGraceMs: integer(env, 'RESUME_GRACE_MS', DEFAULTS.resumeGraceMs, 0, 3_600_000),
+    closeTimeoutMs: integer(env, 'CLOSE_TIMEOUT_MS', DEFAULTS.closeTimeoutMs, 100, 3_600_000),
   });
 }

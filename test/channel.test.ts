@@ -1,26 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { Channel, ChannelClosedError } from '../src/channel';
-
-/** Lets every pending microtask and one macrotask turn run (no wall-clock sleeps). */
-async function turns(n = 3): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-/** Observes a promise without awaiting it. */
-function track<T>(p: Promise<T>): { settled: boolean; value?: T; error?: unknown } {
-  const s: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  p.then(
-    (v) => {
-      s.settled = true;
-      s.value = v;
-    },
-    (e: unknown) => {
-      s.settled = true;
-      s.error = e;
-    },
-  );
-  return s;
-}
+import { track, turns } from './helpers/wait';
 
 /** White-box view of the ring buffer's slots (no public API for this on purpose). */
 function slots(ch: Channel<unknown>): unknown[] {

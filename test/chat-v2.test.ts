@@ -4,26 +4,17 @@
  * inboxes, rooms (join, leave, limits), history requests, refusals that keep the connection up, and the
  * lesson's clients beside v2 ones.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { joinChat, startApp, type ChatClient, type TestApp } from './helpers/chat';
+import { describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './helpers/app';
+import { ChatPeer } from './helpers/chat';
 import { all, expectStored, hello, next, request, type Msg } from './helpers/v2';
 
-let running: TestApp[] = [];
-async function start(env: Record<string, string> = {}): Promise<TestApp> {
-  const t = await startApp(env);
-  running.push(t);
-  return t;
-}
-afterEach(async () => {
-  await Promise.all(running.map((t) => t.close()));
-  running = [];
-});
 
 const TOKEN = /^[A-Za-z0-9_-]{24}$/;
 const EPOCH = /^[A-Za-z0-9_-]{8}$/;
 
 /** A v2 client that has seen its own join notice in the lobby. */
-async function member(t: TestApp, name: string): Promise<{ peer: ChatClient; lobby: string }> {
+async function member(t: TestApp, name: string): Promise<{ peer: ChatPeer; lobby: string }> {
   const { peer, welcome } = await hello(t.port, name);
   await next(peer, (m) => m.type === 'join' && m.name === name);
   return { peer, lobby: welcome.streams[0]!.epoch };
@@ -31,7 +22,7 @@ async function member(t: TestApp, name: string): Promise<{ peer: ChatClient; lob
 
 describe('hello and welcome', () => {
   it('welcome first: the name, a token, and each stream with its epoch and latest offset', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer, welcome } = await hello(t.port, 'alice');
     expect(Object.keys(welcome)).toEqual(['type', 'name', 'token', 'streams']);
     expect(welcome.name).toBe('alice');
@@ -55,7 +46,7 @@ describe('hello and welcome', () => {
   });
 
   it('a newcomer gets the last HISTORY_ON_JOIN messages, each marked history, then its own join live', async () => {
-    const t = await start({ HISTORY_ON_JOIN: '3' });
+    const t = await startApp({ HISTORY_ON_JOIN: '3' });
     const { peer: alice } = await member(t, 'alice');
     for (const text of ['one', 'two', 'three']) request(alice, { type: 'chat', message: text });
     await next(alice, (m) => m.message === 'three');
@@ -82,7 +73,7 @@ describe('hello and welcome', () => {
   });
 
   it('a JSON first message that is not a proper hello is refused: an error saying why, then 1008', async () => {
-    const t = await start();
+    const t = await startApp();
     for (const [first, why] of [
       ['{"type":"chat","message":"hi"}', 'the first message must be {"type":"hello","name":...}'],
       ['{nope', 'hello: invalid JSON'],
@@ -93,8 +84,7 @@ describe('hello and welcome', () => {
       ],
       ['{"type":"hello","name":"аlice"}', 'name mixes Cyrillic and Latin letters: use one script'],
     ] as const) {
-      const { openChat } = await import('./helpers/chat');
-      const peer = await openChat(t.port);
+      const peer = await ChatPeer.open(t.port);
       peer.send(first);
       const error = await next(peer, 'error');
       expect(error.message).toBe(why);
@@ -105,7 +95,7 @@ describe('hello and welcome', () => {
 
 describe('chat, acks and offsets', () => {
   it('stores each message at the next offset; every member gets it; the sender an ack with its cid', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice, lobby } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     await next(alice, (m) => m.type === 'join' && m.name === 'bob');
@@ -132,7 +122,7 @@ describe('chat, acks and offsets', () => {
   });
 
   it('a cid resent (a retry after a reconnect) stores nothing new and acks the first offset again', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(alice, { type: 'chat', message: 'once', cid: 'c-1' });
@@ -149,7 +139,7 @@ describe('chat, acks and offsets', () => {
   });
 
   it('offsets have no gaps across chat, join and leave notices', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(bob, { type: 'chat', message: 'x' });
@@ -171,7 +161,7 @@ describe('chat, acks and offsets', () => {
 
 describe('private messages', () => {
   it("are stored in the addressee's inbox and as a copy in the sender's; they reach only those two", async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice, welcome: wa } = await hello(t.port, 'alice');
     const { peer: bob, welcome: wb } = await hello(t.port, 'Bob');
     const { peer: carol } = await member(t, 'carol');
@@ -209,7 +199,7 @@ describe('private messages', () => {
   });
 
   it('to someone offline: an error with the cid, nothing stored', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'alice');
     request(alice, { type: 'private', to: 'nobody', message: 'hello?', cid: 'c-9' });
     const error = await next(alice, 'error');
@@ -218,9 +208,9 @@ describe('private messages', () => {
   });
 
   it("a lesson client's private message reaches a v2 client's inbox; the lesson client gets no copy", async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: bob } = await member(t, 'bob');
-    const ann = await joinChat(t.port, 'ann');
+    const ann = await ChatPeer.join(t.port, 'ann');
     ann.send('@bob hello from the lesson');
     expect(await next(bob, 'private')).toMatchObject({ user: 'ann', to: 'bob', stream: '@bob', offset: 1 });
     ann.send('done');
@@ -234,7 +224,7 @@ describe('private messages', () => {
 
 describe('rooms', () => {
   it('join: joined, the room history, then the join notice to its members; leave: left, then the notice', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(alice, { type: 'join', room: 'rust' });
@@ -271,7 +261,7 @@ describe('rooms', () => {
   });
 
   it('messages of a room reach its members only', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(alice, { type: 'join', room: 'go' });
@@ -284,7 +274,7 @@ describe('rooms', () => {
   });
 
   it('MAX_ROOMS_PER_CLIENT (the lobby counts) and MAX_ROOMS: errors, and the connection stays up', async () => {
-    const t = await start({ MAX_ROOMS_PER_CLIENT: '2', MAX_ROOMS: '3' });
+    const t = await startApp({ MAX_ROOMS_PER_CLIENT: '2', MAX_ROOMS: '3' });
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(alice, { type: 'join', room: 'a' });
@@ -302,7 +292,7 @@ describe('rooms', () => {
     await next(bob, 'left');
     request(bob, { type: 'join', room: 'a', cid: 'again' }); // b makes way; a starts a new epoch
     expect(await next(bob, 'joined')).toMatchObject({ room: 'a', offset: 0 });
-    const full = await start({ MAX_ROOMS: '2' });
+    const full = await startApp({ MAX_ROOMS: '2' });
     const { peer: carol } = await member(full, 'carol');
     request(carol, { type: 'join', room: 'x' });
     await next(carol, 'joined');
@@ -313,7 +303,7 @@ describe('rooms', () => {
 
 describe('history requests', () => {
   it('pages backwards with before and limit; says whether more is held', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice, lobby } = await member(t, 'alice');
     for (let i = 1; i <= 5; i++) request(alice, { type: 'chat', message: `m${i}` });
     await next(alice, (m) => m.message === 'm5');
@@ -335,7 +325,7 @@ describe('history requests', () => {
   });
 
   it('reads your own inbox (any form of the name), never a room you are not in or another inbox', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'Alice');
     await member(t, 'bob');
     request(alice, { type: 'history', stream: '@ALICE' });
@@ -373,7 +363,7 @@ describe('bad requests get an error and the connection stays up', () => {
     ['{"type":"join","room":"lobby"}', 'you are already in #lobby', undefined],
     ['{"type":"private","to":"","message":"x"}', '"to" must be a name', undefined],
   ])('%s', async (text: string, why: string, cid?: string) => {
-    const t = await start();
+    const t = await startApp();
     const { peer } = await member(t, 'alice');
     peer.send(text);
     const error = await next(peer, 'error');
@@ -385,16 +375,15 @@ describe('bad requests get an error and the connection stays up', () => {
 
 describe('names', () => {
   it('are one regardless of case and compatibility forms; shown as typed; the later one is refused', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: alice } = await member(t, 'Alice');
     for (const name of ['alice', 'ＡＬＩＣＥ']) {
-      const { openChat } = await import('./helpers/chat');
-      const peer = await openChat(t.port);
+      const peer = await ChatPeer.open(t.port);
       peer.send(JSON.stringify({ type: 'hello', name }));
       expect((await next(peer, 'error')).message).toBe(`the name ${name} is taken: choose another`);
       expect((await peer.closed).code).toBe(1008);
     }
-    const lesson = await import('./helpers/chat').then(({ openChat }) => openChat(t.port));
+    const lesson = await ChatPeer.open(t.port);
     lesson.send('ALICE');
     expect((await lesson.next('error')).message).toBe('the name ALICE is taken: choose another');
     request(alice, { type: 'chat', message: 'still me' });

@@ -23,9 +23,9 @@ import {
   wantColor,
 } from '../src/cli/format';
 import type { ServerMessage as ChatMessage } from '../src/cli/format';
-import { loadConfig } from '../src/config';
-import { createApp, type App } from '../src/http/app';
-import { connect, HandshakeError, type WebSocketConnection } from '../src/websocket';
+import { HandshakeError } from '../src/websocket';
+import { startApp, type TestApp } from './helpers/app';
+import { ChatPeer, left, type ChatMsg } from './helpers/chat';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -46,7 +46,8 @@ interface Running {
 
 /** Starts `node dist/client.js ...args`. With `input`, stdin gets it and ends; without, stdin stays open. */
 function runClient(args: readonly string[], input?: string): Running {
-  const child = spawn(process.execPath, ['dist/client.js', ...args], { cwd: ROOT, env: { ...process.env, NO_COLOR: '' } });
+  const env = { ...process.env, NO_COLOR: '' };
+  const child = spawn(process.execPath, ['dist/client.js', ...args], { cwd: ROOT, env });
   let stdout = '';
   let stderr = '';
   const watchers: { text: string; resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -58,99 +59,64 @@ function runClient(args: readonly string[], input?: string): Running {
   if (input !== undefined) child.stdin.end(input);
   const exit = new Promise<Exit>((resolve) =>
     child.on('close', (code) => {
-      for (const w of watchers) w.reject(new Error(`client exited (${code}) before printing ${JSON.stringify(w.text)}: ${JSON.stringify({ stdout, stderr })}`));
+      const output = JSON.stringify({ stdout, stderr });
+      for (const w of watchers) {
+        w.reject(new Error(`client exited (${code}) before printing ${JSON.stringify(w.text)}: ${output}`));
+      }
       resolve({ code, stdout, stderr });
     }),
   );
   return {
     child,
     exit,
-    printed: (text) => (stdout.includes(text) ? Promise.resolve() : new Promise((resolve, reject) => watchers.push({ text, resolve, reject }))),
+    printed: (text) =>
+      stdout.includes(text)
+        ? Promise.resolve()
+        : new Promise((resolve, reject) => watchers.push({ text, resolve, reject })),
   };
 }
 
 /** Waits for `promise`, but fails at once, showing the output, if the client exits with an error first. */
 function whileRunning<T>(run: Running, promise: Promise<T>): Promise<T> {
-  const failed = run.exit.then((e) => (e.code === 0 ? promise : Promise.reject(new Error(`client failed: ${JSON.stringify(e)}`))));
+  const failed = run.exit.then((e) =>
+    e.code === 0 ? promise : Promise.reject(new Error(`client failed: ${JSON.stringify(e)}`)),
+  );
   return Promise.race([promise, failed]);
 }
 
 /** Message times vary: "12:34:56 alice: hi" -> "T alice: hi". */
 const untimed = (out: string): string => out.replace(/^\d\d:\d\d:\d\d /gm, 'T ');
 
-/** A server on port 0 whose log lines the test can wait for. */
-interface Server {
-  readonly app: App;
-  readonly url: string;
-  logged(pattern: RegExp): Promise<string>;
-}
-
-async function startServer(env: Record<string, string> = {}): Promise<Server> {
-  const lines: string[] = [];
-  const watchers: { pattern: RegExp; resolve: (line: string) => void }[] = [];
-  const app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', ...env }), (line) => {
-    lines.push(line);
-    for (const w of watchers.filter((w) => w.pattern.test(line))) w.resolve(line);
-  });
-  const { port } = await app.listen();
-  return {
-    app,
-    url: `ws://127.0.0.1:${port}/ws`,
-    logged: (pattern) => {
-      const seen = lines.find((l) => pattern.test(l));
-      return seen !== undefined ? Promise.resolve(seen) : new Promise((resolve) => watchers.push({ pattern, resolve }));
-    },
+/** Reads up to the first message that matches; returns what was read, times left out. */
+async function readUpTo(peer: ChatPeer, match: (m: ChatMsg) => boolean): Promise<Omit<ChatMsg, 'time'>[]> {
+  // The lesson's fields; a stored message's place in its stream (and a notice's name) is not the CLI's.
+  const lesson = (m: ChatMsg): Omit<ChatMsg, 'time'> => {
+    const { time: _t, stream: _s, offset: _o, epoch: _e, name: _n, ...rest } = m as ChatMsg & Record<string, unknown>;
+    return rest;
   };
+  return (await peer.upTo(match)).map(lesson);
 }
-
-/** A chat member on our own client: what the CLI's messages look like from the other side. */
-class Observer {
-  private constructor(readonly conn: WebSocketConnection) {}
-
-  static async join(url: string, name: string): Promise<Observer> {
-    const observer = new Observer(await connect(url));
-    observer.conn.send(name);
-    await observer.until((m) => m.type === 'join' && m.message === `${name} joined the chat`);
-    return observer;
-  }
-
-  /** Reads messages up to and including the first that matches; returns them all (times dropped). */
-  async until(match: (m: ChatMessage) => boolean): Promise<Omit<ChatMessage, 'time'>[]> {
-    const seen: Omit<ChatMessage, 'time'>[] = [];
-    for (;;) {
-      const frame = await this.conn.read();
-      if (frame === null || frame.binary) throw new Error(`observer: connection ended after ${JSON.stringify(seen)}`);
-      // The lesson's fields; a stored message's place in its stream (and a notice's name) is not the CLI's.
-      const { time: _t, stream: _s, offset: _o, epoch: _e, name: _n, ...m } = JSON.parse(frame.data) as ChatMessage & {
-        stream?: string;
-        offset?: number;
-        epoch?: string;
-        name?: string;
-      };
-      seen.push(m);
-      if (match({ ...m, time: '' })) return seen;
-    }
-  }
-}
-
-const left = (name: string) => (m: ChatMessage) => m.type === 'leave' && m.message === `${name} left the chat`;
 
 // ---- end to end ----
 
 describe('wschat-client against a real server', () => {
-  let server: Server;
+  let server: TestApp & { url: string };
+  const start = async (env: Record<string, string> = {}): Promise<TestApp & { url: string }> => {
+    const t = await startApp(env);
+    return Object.assign(t, { url: t.url() });
+  };
   beforeEach(async () => {
-    server = await startServer();
+    server = await start();
   });
   afterEach(async () => {
-    await server.app.shutdown();
+    await server.close();
   });
 
   it('piped: sends every line, prints what arrives, closes with 1000 at EOF and exits 0', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], 'hello\n@bob psst\n');
 
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'chat', user: 'alice', message: 'hello' },
       { type: 'private', user: 'alice', to: 'bob', message: 'psst' },
@@ -160,14 +126,14 @@ describe('wschat-client against a real server', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     // Its own join notice and the echo of its broadcast, plain (stdout is a pipe: no colours).
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT alice: hello\n');
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 reason="" sent=1000$/);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 reason="" sent=1000$/);
   });
 
   it('piped: a file longer than the server\'s burst arrives whole (the client keeps to the rate limit)', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const lines = Array.from({ length: 30 }, (_, i) => `line ${i}`); // default burst is 20
     const alice = runClient([server.url, 'alice'], lines.join('\n') + '\n');
-    const seen = await whileRunning(alice, bob.until(left('alice')));
+    const seen = await whileRunning(alice, readUpTo(bob, left('alice')));
     expect(seen.filter((m) => m.type === 'chat').map((m) => m.message)).toEqual(lines);
     const { code, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
@@ -175,7 +141,7 @@ describe('wschat-client against a real server', () => {
   });
 
   it('piped: prints messages from others, private ones marked', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice']); // stdin stays open: alice waits
     await alice.printed('alice joined the chat'); // so alice is in the chat and will get what bob says
     bob.conn.send('hi all');
@@ -187,26 +153,26 @@ describe('wschat-client against a real server', () => {
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT bob: hi all\nT [private] bob → you: just you\n');
   });
 
-  it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0 and sends nothing after it', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+  it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0, sends nothing after', async () => {
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], '/who\n/quit\nnot sent\n');
 
     const { code, stdout, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT -- online (2): bob, alice (you)\n');
     // The server reads frames in order: a "not sent" chat would have come before the leave notice.
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'leave', user: 'System', message: 'alice left the chat' },
     ]);
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 /);
   });
 
   it('/help and unknown commands are answered locally; blank lines are skipped; "//x" sends "/x"', async () => {
-    const bob = await Observer.join(server.url, 'bob');
+    const bob = await ChatPeer.join(server.port, 'bob');
     const alice = runClient([server.url, 'alice'], '/help\n\n/nope x\n//who\n');
 
-    expect(await whileRunning(alice, bob.until(left('alice')))).toEqual([
+    expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
       { type: 'chat', user: 'alice', message: '/who' },
       { type: 'leave', user: 'System', message: 'alice left the chat' },
@@ -235,7 +201,7 @@ describe('wschat-client against a real server', () => {
     alice.child.kill('SIGINT');
     const { code, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(await server.logged(/disconnect name="alice"/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 /);
   });
 
   it('the server going away: one line with the close code and reason, exit 1', async () => {
@@ -249,8 +215,8 @@ describe('wschat-client against a real server', () => {
 
   it('the server closing the connection in the middle of piped input: its code and reason, exit 1', async () => {
     // A flood: one message a second, a burst of one; two refusals in a row and the server closes with 1008.
-    await server.app.shutdown();
-    server = await startServer({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
+    await server.close();
+    server = await start({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
     const lines = Array.from({ length: 10 }, (_, i) => `line ${i}\n`).join('');
     const { code, stdout, stderr } = await runClient([server.url, 'alice'], lines).exit;
     expect(code).toBe(1);
@@ -263,11 +229,11 @@ describe('wschat-client against a real server', () => {
     const { code, stdout, stderr } = await run.exit;
     expect({ code, stdout }).toEqual({ code: 3, stdout: '' });
     expect(stderr).toBe('wschat-client: the server refused the name "System": the name System is reserved\n');
-    expect(await server.logged(/disconnect name=""/)).toMatch(/ code=1008 /);
+    expect((await server.logged(/disconnect name=""/))[0]).toMatch(/ code=1008 /);
   });
 
   it('a taken name: the server\'s reason on stderr, exit 3', async () => {
-    await Observer.join(server.url, 'bob');
+    await ChatPeer.join(server.port, 'bob');
     const { code, stderr } = await runClient([server.url, 'bob']).exit;
     expect(code).toBe(3);
     expect(stderr).toBe('wschat-client: the server refused the name "bob": the name bob is taken: choose another\n');
@@ -278,14 +244,15 @@ describe('wschat-client against a real server', () => {
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
     expect(stderr).toBe('wschat-client: not a wschat server: it answered our name with "alice"\n');
-    expect(await server.logged(/disconnect path=\/echo/)).toMatch(/ code=1000 /);
+    expect((await server.logged(/disconnect path=\/echo/))[0]).toMatch(/ code=1000 /);
   });
 
   it('a refused handshake: status and body on stderr, exit 1', async () => {
     const url = server.url.replace(/\/ws$/, '/nope');
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toBe(`wschat-client: cannot connect to ${url}: the server refused the WebSocket handshake: 404 not found\n`);
+    const why = 'the server refused the WebSocket handshake: 404 not found';
+    expect(stderr).toBe(`wschat-client: cannot connect to ${url}: ${why}\n`);
   });
 });
 
@@ -299,7 +266,8 @@ describe('wschat-client without a server', () => {
 
     const url = `ws://127.0.0.1:${port}/ws`;
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
-    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: `wschat-client: cannot connect to ${url}: connection refused\n` });
+    const line = `wschat-client: cannot connect to ${url}: connection refused\n`;
+    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: line });
   });
 
   it.each([
@@ -372,7 +340,8 @@ describe('formatMessage', () => {
 
   it('uses the time of arrival when the message has no valid time', () => {
     const now = new Date(2024, 0, 2, 23, 59, 58);
-    expect(formatMessage({ type: 'chat', user: 'bob', message: 'x', time: 'soon' }, 'alice', false, now)).toBe('23:59:58 bob: x');
+    const undated = { type: 'chat', user: 'bob', message: 'x', time: 'soon' } as const;
+    expect(formatMessage(undated, 'alice', false, now)).toBe('23:59:58 bob: x');
   });
 
   it('shows frames that are not chat messages raw, and lists the roster with "(you)"', () => {
@@ -422,18 +391,25 @@ describe('colours, arguments and error lines', () => {
 
   it('describes closes and connection failures in one line', () => {
     const info = (code: number, reason: string) => ({ code, reason, wasClean: true, sentCode: code });
-    expect(describeClose(info(1001, 'server shutting down'))).toBe('the server is going away (1001: server shutting down)');
-    expect(describeClose(info(1008, 'too slow: send queue full'))).toBe('the server closed the connection (1008: too slow: send queue full)');
-    expect(describeClose({ code: 1006, reason: '', wasClean: false, sentCode: undefined })).toBe('connection lost (1006: no close frame)');
+    const goingAway = info(1001, 'server shutting down');
+    expect(describeClose(goingAway)).toBe('the server is going away (1001: server shutting down)');
+    expect(describeClose(info(1008, 'too slow: send queue full'))).toBe(
+      'the server closed the connection (1008: too slow: send queue full)',
+    );
+    const lost = { code: 1006, reason: '', wasClean: false, sentCode: undefined };
+    expect(describeClose(lost)).toBe('connection lost (1006: no close frame)');
     expect(describeClose(info(1005, ''))).toBe('the server closed the connection (1005: no status code)');
 
     const url = new URL('ws://h:1/ws');
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     expect(describeConnectError(url, refused)).toBe('cannot connect to ws://h:1/ws: connection refused');
-    expect(describeConnectError(url, new AggregateError([refused]))).toBe('cannot connect to ws://h:1/ws: connection refused');
-    expect(describeConnectError(url, new HandshakeError('refused', 503, 'too many connections: try again later\n'))).toBe(
-      'cannot connect to ws://h:1/ws: the server refused the WebSocket handshake: 503 too many connections: try again later',
+    const prefix = 'cannot connect to ws://h:1/ws: ';
+    expect(describeConnectError(url, new AggregateError([refused]))).toBe(`${prefix}connection refused`);
+    const busy = new HandshakeError('refused', 503, 'too many connections: try again later\n');
+    expect(describeConnectError(url, busy)).toBe(
+      `${prefix}the server refused the WebSocket handshake: 503 too many connections: try again later`,
     );
-    expect(describeConnectError(url, new Error('WebSocket handshake timed out'))).toBe('cannot connect to ws://h:1/ws: WebSocket handshake timed out');
+    const timedOut = new Error('WebSocket handshake timed out');
+    expect(describeConnectError(url, timedOut)).toBe(`${prefix}WebSocket handshake timed out`);
   });
 });

@@ -41,14 +41,17 @@ describe('loadConfig: defaults', () => {
       maxRooms: 1000,
       maxRoomsPerClient: 20,
       resumeGraceMs: 5000,
+      closeTimeoutMs: 5_000,
     } satisfies Config);
   });
 
   it('empty and blank values mean "use the default"', () => {
     const env: Record<string, string> = {};
-    for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
-      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
-      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS']) {
+    const names = ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS'];
+    names.push('PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS', 'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS');
+    names.push('MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS', 'CLOSE_TIMEOUT_MS');
+    names.push('HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS');
+    for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -81,10 +84,20 @@ describe('loadConfig: every variable parses', () => {
     ['SEND_QUEUE', '1', 'sendQueue', 1],
     ['SEND_QUEUE', '8', 'sendQueue', 8],
     ['ALLOWED_ORIGINS', 'https://chat.example.com', 'allowedOrigins', ['https://chat.example.com']],
-    ['ALLOWED_ORIGINS', 'https://a.example, http://localhost:3000 ,', 'allowedOrigins', ['https://a.example', 'http://localhost:3000']],
+    [
+      'ALLOWED_ORIGINS',
+      'https://a.example, http://localhost:3000 ,',
+      'allowedOrigins',
+      ['https://a.example', 'http://localhost:3000'],
+    ],
     // Normalised to what a browser sends (RFC 6454 §6.1): lower case, no default port, no slash.
     ['ALLOWED_ORIGINS', 'https://Chat.Example.COM/', 'allowedOrigins', ['https://chat.example.com']],
-    ['ALLOWED_ORIGINS', 'https://a.example:443,http://b.example:80', 'allowedOrigins', ['https://a.example', 'http://b.example']],
+    [
+      'ALLOWED_ORIGINS',
+      'https://a.example:443,http://b.example:80',
+      'allowedOrigins',
+      ['https://a.example', 'http://b.example'],
+    ],
     ['ALLOWED_ORIGINS', '*', 'allowedOrigins', '*'],
     ['ALLOWED_ORIGINS', 'https://a.example,*', 'allowedOrigins', '*'],
     ['PING_INTERVAL_MS', '1000', 'pingIntervalMs', 1000],
@@ -105,6 +118,8 @@ describe('loadConfig: every variable parses', () => {
     ['MAX_ROOMS_PER_CLIENT', '1000', 'maxRoomsPerClient', 1000],
     ['RESUME_GRACE_MS', '0', 'resumeGraceMs', 0],
     ['RESUME_GRACE_MS', '3600000', 'resumeGraceMs', 3_600_000],
+    ['CLOSE_TIMEOUT_MS', '100', 'closeTimeoutMs', 100],
+    ['CLOSE_TIMEOUT_MS', '3600000', 'closeTimeoutMs', 3600000],
   ];
   it.each(cases)('%s=%j', (name, value, key, expected) => {
     const config = loadConfig({ [name]: value });
@@ -121,17 +136,19 @@ describe('loadConfig: every variable parses', () => {
   it('all at once', () => {
     expect(
       loadConfig({
-        PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
+        PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16',
+        ALLOWED_ORIGINS: 'https://x.example',
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
-        JOIN_TIMEOUT_MS: '7000', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3', MAX_ROOMS_PER_CLIENT: '2',
-        RESUME_GRACE_MS: '100',
+        JOIN_TIMEOUT_MS: '7000', CLOSE_TIMEOUT_MS: '2500', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3',
+        MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
-      joinTimeoutMs: 7000, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2, resumeGraceMs: 100,
+      joinTimeoutMs: 7000, closeTimeoutMs: 2500, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2,
+      resumeGraceMs: 100,
     });
   });
 });
@@ -179,6 +196,8 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['MAX_ROOMS', '0'],
     ['MAX_ROOMS_PER_CLIENT', '1001'],
     ['RESUME_GRACE_MS', '3600001'],
+    ['CLOSE_TIMEOUT_MS', '99'],
+    ['CLOSE_TIMEOUT_MS', '3600001'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });

@@ -5,16 +5,11 @@
  * end every client has every message of each of its streams exactly once, in offset order, and nobody saw
  * a leave or a join for a reconnect within the grace period.
  */
-import { afterEach, expect, it } from 'vitest';
-import { startApp, type TestApp } from './helpers/chat';
-import { mulberry32 } from './helpers/fuzz';
+import { expect, it } from 'vitest';
+import { startApp, type TestApp } from './helpers/app';
+import { mulberry32 } from './helpers/rng';
 import { ResumingClient } from './helpers/resuming-client';
 
-let running: TestApp | undefined;
-afterEach(async () => {
-  await running?.close();
-  running = undefined;
-});
 
 const CLIENTS = 20;
 const ROOMS = ['r0', 'r1', 'r2'];
@@ -44,7 +39,6 @@ it.each([1, 2, 3])('seed %i: every message of every stream exactly once, in orde
     RATE_LIMIT_PER_SEC: '100000',
     RATE_LIMIT_BURST: '100000',
   });
-  running = t;
   const rng = mulberry32(seed);
   const clients = Array.from({ length: CLIENTS }, (_, i) => new ResumingClient(t.url(), `c${i}`));
   await Promise.all(clients.map((c) => c.connect()));

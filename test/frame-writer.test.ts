@@ -3,7 +3,14 @@
  * client frames masked (§5.1, §5.3), PreparedFrame, and the close payload (§5.5.1).
  */
 import { describe, it, expect } from 'vitest';
-import { closePayload, encodeFrame, headerSize, MAX_CLOSE_REASON, nextMaskKey, PreparedFrame, writeHeader } from '../src/websocket/frame-writer';
+import {
+  closePayload,
+  encodeFrame,
+  headerSize,
+  nextMaskKey,
+  PreparedFrame,
+  writeHeader,
+} from '../src/websocket/frame-writer';
 import { FrameParser } from '../src/websocket/frame-parser';
 import { Opcode } from '../src/websocket/opcodes';
 
@@ -103,7 +110,8 @@ describe('writeHeader', () => {
 
 describe('PreparedFrame', () => {
   it('holds exactly the bytes encodeFrame produces (unmasked)', () => {
-    for (const text of ['', 'hi', 'x'.repeat(126), '{"type":"chat","user":"ann","message":"héllo"}', 'y'.repeat(70000)]) {
+    const texts = ['', 'hi', 'x'.repeat(126), '{"type":"chat","user":"ann","message":"héllo"}', 'y'.repeat(70000)];
+    for (const text of texts) {
       expect(PreparedFrame.text(text).bytes.equals(encodeFrame(Opcode.Text, text))).toBe(true);
     }
     const data = Buffer.from([0, 1, 2, 3, 250]);
@@ -120,7 +128,9 @@ describe('closePayload', () => {
   });
 
   it('truncates a long reason to 123 bytes without splitting a code point', () => {
-    expect(MAX_CLOSE_REASON).toBe(123);
+    // §5.5: a control payload is at most 125 bytes, the code takes 2: 123 bytes of reason fit, 124 do not.
+    expect(closePayload(1000, 'r'.repeat(123)).subarray(2).toString()).toBe('r'.repeat(123));
+    expect(closePayload(1000, 'r'.repeat(124)).subarray(2).toString()).toBe('r'.repeat(123));
     const ascii = closePayload(1000, 'a'.repeat(500));
     expect(ascii.length).toBe(125);
     expect(ascii.subarray(2).toString()).toBe('a'.repeat(123));

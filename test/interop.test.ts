@@ -2,10 +2,9 @@
  * Interop with a peer nobody here wrote: Node's built-in WebSocket client (undici), in a child process.
  * On Node 20/21 it sits behind --experimental-websocket; from Node 22 it is a global.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createApp, type App } from '../src/http/app';
-import { loadConfig } from '../src/config';
+import { sharedApp } from './helpers/app';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const NODE_FLAGS = NODE_MAJOR < 22 ? ['--experimental-websocket'] : [];
@@ -44,7 +43,9 @@ function open() {
     let waiter = null;
     ws.onmessage = (e) => { if (waiter) { const w = waiter; waiter = null; w(e.data); } else queue.push(e.data); };
     ws.next = () => queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => (waiter = r));
-    ws.closedEvent = new Promise((r) => ws.addEventListener('close', (e) => r({ code: e.code, reason: e.reason, wasClean: e.wasClean })));
+    ws.closedEvent = new Promise((r) =>
+      ws.addEventListener('close', (e) => r({ code: e.code, reason: e.reason, wasClean: e.wasClean })),
+    );
     ws.onopen = () => resolve(ws);
     ws.onerror = () => reject(new Error('WebSocket error before open'));
   });
@@ -67,7 +68,8 @@ const ECHO_SCRIPT = `${PRELUDE}
   const unit = 'aé€𝄞z\\n'; // 1 + 2 + 3 + 4 + 1 + 1 = 12 bytes
   const textBig = unit.repeat(Math.floor((1024 * 1024) / 12));
   const binBig = pseudoRandom(1024 * 1024, 42);
-  const sends = [['text-small', textSmall], ['binary-small', binSmall], ['text-1MiB', textBig], ['binary-1MiB', binBig], ['text-empty', '']];
+  const sends = [['text-small', textSmall], ['binary-small', binSmall], ['text-1MiB', textBig]];
+  sends.push(['binary-1MiB', binBig], ['text-empty', '']);
   for (const [name, data] of sends) ws.send(data);
   for (const [name, data] of sends) {
     const got = await ws.next();
@@ -75,7 +77,8 @@ const ECHO_SCRIPT = `${PRELUDE}
       checks.push({ name, type: typeof got, bytes: Buffer.byteLength(got), equal: got === data });
     } else {
       const b = Buffer.from(got);
-      checks.push({ name, type: got instanceof ArrayBuffer ? 'arraybuffer' : typeof got, bytes: b.length, equal: b.equals(data) });
+      const type = got instanceof ArrayBuffer ? 'arraybuffer' : typeof got;
+      checks.push({ name, type, bytes: b.length, equal: b.equals(data) });
     }
   }
   ws.close(4000, 'interop done ✓');
@@ -93,22 +96,13 @@ const TOO_BIG_SCRIPT = `${PRELUDE}
 })().catch((e) => { console.log(JSON.stringify({ error: String(e) })); });
 `;
 
-describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE_FLAGS.length ? ' (--experimental-websocket)' : ''}`, () => {
-  let app: App;
-  let port: number;
-  let onDisconnect: (line: string) => void = () => {};
-  const disconnected = new Promise<string>((resolve) => (onDisconnect = resolve));
-  beforeAll(async () => {
-    const log = (line: string): void => {
-      if (line.startsWith('disconnect path=/echo')) onDisconnect(line);
-    };
-    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', MAX_MESSAGE_BYTES: String(2 * 1024 * 1024) }), log);
-    ({ port } = await app.listen());
-  });
-  afterAll(() => app.shutdown());
+const FLAGGED = NODE_FLAGS.length ? ' (--experimental-websocket)' : '';
+
+describe(`interop: Node ${process.versions.node} built-in WebSocket client${FLAGGED}`, () => {
+  const shared = sharedApp({ MAX_MESSAGE_BYTES: String(2 * 1024 * 1024) });
 
   it('echoes text and binary, small and 1 MiB, byte for byte, and closes with 4000', async () => {
-    const result = (await runClient(ECHO_SCRIPT, { PORT: String(port) })) as {
+    const result = (await runClient(ECHO_SCRIPT, { PORT: String(shared.port) })) as {
       error?: string;
       checks: { name: string; type: string; bytes: number; equal: boolean }[];
       close: { code: number; reason: string; wasClean: boolean };
@@ -125,11 +119,15 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE
     // The server echoes the code (no reason) and closes TCP: a clean close on the client's side.
     expect(result.close).toEqual({ code: 4000, reason: '', wasClean: true });
     // The server's CloseInfo saw the client's code and reason.
-    expect(await disconnected).toBe('disconnect path=/echo code=4000 reason="interop done ✓"');
+    const [line] = await shared.t.logged(/^disconnect path=\/echo code=4000 /);
+    expect(line).toBe('disconnect path=/echo code=4000 reason="interop done ✓"');
   });
 
   it('a message above MAX_MESSAGE_BYTES is closed with 1009', async () => {
-    const result = (await runClient(TOO_BIG_SCRIPT, { PORT: String(port) })) as { error?: string; close: { code: number; reason: string } };
+    const result = (await runClient(TOO_BIG_SCRIPT, { PORT: String(shared.port) })) as {
+      error?: string;
+      close: { code: number; reason: string };
+    };
     expect(result.error).toBeUndefined();
     expect(result.close.code).toBe(1009);
     expect(result.close.reason).toBe('message too big');

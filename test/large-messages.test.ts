@@ -2,61 +2,22 @@
  * Large messages through the real server (MAX_MESSAGE_BYTES = 16 MiB, RFC 6455 §10.4): whole frames,
  * many fragments, tiny fragments, and the opposite extreme, one byte per socket write.
  */
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
-import { createApp, type App } from '../src/http/app';
-import { loadConfig } from '../src/config';
+import { describe, it, expect, vi } from 'vitest';
 import { FrameParser } from '../src/websocket/frame-parser';
 import { Opcode } from '../src/websocket/opcodes';
-import { closeBody, frame, openWebSocket, serverFrame, type RawClient } from './helpers/raw';
+import { sharedApp } from './helpers/app';
+import { RawPeer } from './helpers/raw-peer';
+import { mulberry32 } from './helpers/rng';
+import { closeBody, fragments, frame, serverFrame } from './helpers/wire';
 
 const MiB = 1024 * 1024;
 const LIMIT = 16 * MiB;
 const KEY = Buffer.from([0xa1, 0xb2, 0xc3, 0xd4]);
 
-/** Deterministic, non-repeating-looking bytes (so a misplaced fragment cannot go unnoticed). */
-function content(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
+/** Seeded random bytes, so a misplaced fragment cannot go unnoticed. */
+const content = (n: number, seed: number): Buffer => mulberry32(seed).bytes(n);
 
-/** `message` as masked frames of `size` bytes (the first Binary, then Continuation), in one buffer. */
-function fragments(message: Buffer, size: number, opcode: number = Opcode.Binary): Buffer {
-  const count = Math.ceil(message.length / size);
-  const header = (n: number): number => 2 + (n < 126 ? 0 : n <= 0xffff ? 2 : 8) + 4;
-  let total = 0;
-  for (let f = 0; f < count; f++) total += header(Math.min(size, message.length - f * size)) + Math.min(size, message.length - f * size);
-  const out = Buffer.allocUnsafe(total);
-  let at = 0;
-  for (let f = 0; f < count; f++) {
-    const start = f * size;
-    const n = Math.min(size, message.length - start);
-    out[at] = (f === count - 1 ? 0x80 : 0) | (f === 0 ? opcode : Opcode.Continuation);
-    if (n < 126) {
-      out[at + 1] = 0x80 | n;
-      at += 2;
-    } else if (n <= 0xffff) {
-      out[at + 1] = 0x80 | 126;
-      out.writeUInt16BE(n, at + 2);
-      at += 4;
-    } else {
-      out[at + 1] = 0x80 | 127;
-      out.writeBigUInt64BE(BigInt(n), at + 2);
-      at += 10;
-    }
-    KEY.copy(out, at);
-    at += 4;
-    for (let i = 0; i < n; i++) out[at + i] = message[start + i]! ^ KEY[i & 3]!;
-    at += n;
-  }
-  return out;
-}
-
-async function expectEcho(c: RawClient, message: Buffer, opcode: number = Opcode.Binary): Promise<void> {
+async function expectEcho(c: RawPeer, message: Buffer, opcode: number = Opcode.Binary): Promise<void> {
   const echo = await c.readFrame();
   expect(echo.fin).toBe(true);
   expect(echo.masked).toBe(false);
@@ -64,30 +25,27 @@ async function expectEcho(c: RawClient, message: Buffer, opcode: number = Opcode
   expect(echo.payload.length).toBe(message.length);
   expect(echo.payload.equals(message)).toBe(true);
   // The echo uses the 64-bit length form above 65,535 bytes (§5.2).
-  if (message.length > 0xffff) expect(echo.raw.subarray(0, 10).toString('hex')).toBe((0x80 | opcode).toString(16) + '7f' + message.length.toString(16).padStart(16, '0'));
+  if (message.length > 0xffff) {
+    const header = (0x80 | opcode).toString(16) + '7f' + message.length.toString(16).padStart(16, '0');
+    expect(echo.raw.subarray(0, 10).toString('hex')).toBe(header);
+  }
 }
 
 describe('large messages (MAX_MESSAGE_BYTES = 16 MiB)', () => {
-  let app: App;
-  let port: number;
-  beforeAll(async () => {
-    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', MAX_MESSAGE_BYTES: String(LIMIT) }));
-    ({ port } = await app.listen());
-  });
-  afterAll(() => app.shutdown());
+  const shared = sharedApp({ MAX_MESSAGE_BYTES: String(LIMIT) });
 
   it('echoes a 16 MiB message sent as one frame', async () => {
     const message = content(LIMIT, 1);
-    const c = await openWebSocket(port);
-    c.write(fragments(message, LIMIT));
+    const c = await RawPeer.upgrade(shared.port);
+    c.write(fragments(message, LIMIT, Opcode.Binary, KEY));
     await expectEcho(c, message);
     c.destroy();
   });
 
   it('echoes a 16 MiB message sent as 64 KiB fragments', async () => {
     const message = content(LIMIT, 2);
-    const c = await openWebSocket(port);
-    const stream = fragments(message, 64 * 1024);
+    const c = await RawPeer.upgrade(shared.port);
+    const stream = fragments(message, 64 * 1024, Opcode.Binary, KEY);
     expect(stream[1]! & 0x7f).toBe(127); // 65,536 bytes needs the 64-bit form
     c.write(stream);
     await expectEcho(c, message);
@@ -96,18 +54,18 @@ describe('large messages (MAX_MESSAGE_BYTES = 16 MiB)', () => {
 
   it('echoes 4 MiB sent as 64-byte fragments (65,536 frames), text too', async () => {
     const message = content(4 * MiB, 3);
-    const c = await openWebSocket(port);
-    c.write(fragments(message, 64));
+    const c = await RawPeer.upgrade(shared.port);
+    c.write(fragments(message, 64, Opcode.Binary, KEY));
     await expectEcho(c, message);
     // The same as text: UTF-8 checked fragment by fragment, code points cut at every 64-byte edge.
     const text = Buffer.from('aé€𝄞'.repeat(Math.floor((4 * MiB) / 10))); // 1 + 2 + 3 + 4 bytes
-    c.write(fragments(text, 64, Opcode.Text));
+    c.write(fragments(text, 64, Opcode.Text, KEY));
     await expectEcho(c, text, Opcode.Text);
     c.destroy();
   });
 
   it('a message one byte over the limit is closed with 1009, from its header', async () => {
-    const c = await openWebSocket(port);
+    const c = await RawPeer.upgrade(shared.port);
     c.write(frame(Opcode.Binary, '', { declaredLength: LIMIT + 1 }));
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true);
@@ -115,9 +73,9 @@ describe('large messages (MAX_MESSAGE_BYTES = 16 MiB)', () => {
   });
 
   it('fragments whose running total passes the limit by one byte are closed with 1009', async () => {
-    const c = await openWebSocket(port);
+    const c = await RawPeer.upgrade(shared.port);
     const first = content(8 * MiB, 4);
-    c.write(fragments(first, first.length).fill(0x02, 0, 1)); // FIN clear, opcode Binary
+    c.write(frame(Opcode.Binary, first, { fin: false }));
     c.write(frame(Opcode.Continuation, '', { declaredLength: 8 * MiB + 1 })); // header only
     const { rest } = await c.untilClosed();
     expect(rest.toString('hex')).toBe(serverFrame(Opcode.Close, closeBody(1009, 'message too big')).toString('hex'));
@@ -125,13 +83,7 @@ describe('large messages (MAX_MESSAGE_BYTES = 16 MiB)', () => {
 });
 
 describe('one byte per socket write', () => {
-  let app: App;
-  let port: number;
-  beforeAll(async () => {
-    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1' }));
-    ({ port } = await app.listen());
-  });
-  afterAll(() => app.shutdown());
+  const shared = sharedApp();
 
   it('a frame stream written a byte at a time yields the same messages', async () => {
     // Watch the server's parser: the next byte is written only once the previous one was pushed to
@@ -146,7 +98,7 @@ describe('one byte per socket write', () => {
       wake = null;
       w?.();
     });
-    const c = await openWebSocket(port);
+    const c = await RawPeer.upgrade(shared.port);
     c.socket.setNoDelay(true);
     const euro = Buffer.from('€');
     const stream = Buffer.concat([

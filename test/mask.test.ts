@@ -62,7 +62,9 @@ describe('applyMask', () => {
     // Cut into pieces of every size: phase = bytes already masked.
     for (const piece of [1, 2, 3, 5, 31, 33, 64, 333]) {
       const pieces = Buffer.from(original);
-      for (let at = 0; at < pieces.length; at += piece) applyMask(pieces, at, Math.min(at + piece, pieces.length), key, at);
+      for (let at = 0; at < pieces.length; at += piece) {
+        applyMask(pieces, at, Math.min(at + piece, pieces.length), key, at);
+      }
       expect(pieces.equals(once), `pieces of ${piece}`).toBe(true);
     }
   });

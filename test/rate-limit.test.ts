@@ -3,13 +3,16 @@
  * sockets (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3): past the burst a message is refused with a
  * System error and not broadcast; a client that keeps flooding is closed with 1008.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TokenBucket } from '../src/chat/models/rate-limit';
 import { Opcode, PreparedFrame } from '../src/websocket';
-import { chatFrom, clientFrame, joinChat, joined, left, startApp, type ChatClient, type TestApp } from './helpers/chat';
+import { startApp, type TestApp } from './helpers/app';
+import { chatFrom, ChatPeer, joinAll, left, type ChatMsg } from './helpers/chat';
+import { frame } from './helpers/wire';
 
 describe('TokenBucket (clock passed in)', () => {
-  const takeN = (bucket: TokenBucket, n: number, now: number): boolean[] => Array.from({ length: n }, () => bucket.take(now));
+  const takeN = (bucket: TokenBucket, n: number, now: number): boolean[] =>
+    Array.from({ length: n }, () => bucket.take(now));
 
   it('starts full: `burst` takes at once, then none', () => {
     const bucket = new TokenBucket(1, 3, 1000);
@@ -42,6 +45,11 @@ describe('TokenBucket (clock passed in)', () => {
     for (let t = 0; t <= 10_000; t += 100) expect(bucket.take(t)).toBe(true);
   });
 
+  it('a clock that goes backwards never takes tokens away from a full bucket', () => {
+    const bucket = new TokenBucket(1, 3, 10_000);
+    expect(takeN(bucket, 4, 5_000)).toEqual([true, true, true, false]);
+  });
+
   it('a clock that goes backwards adds nothing and does not break later refills', () => {
     const bucket = new TokenBucket(1, 2, 10_000);
     takeN(bucket, 2, 10_000);
@@ -52,26 +60,28 @@ describe('TokenBucket (clock passed in)', () => {
 });
 
 describe('the chat under a flood (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3)', () => {
-  let t: TestApp | undefined;
-  afterEach(async () => {
-    await t?.close();
-    t = undefined;
+  // The server runs in this process: with Date faked, its clock moves only when a test moves it, so
+  // no token comes back during a test unless the test says so.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
   });
 
-  async function setup(): Promise<[ChatClient, ChatClient]> {
+  let t: TestApp;
+  async function setup(): Promise<[ChatPeer, ChatPeer]> {
     t = await startApp({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '3' });
-    const alice = await joinChat(t.port, 'alice');
-    const bob = await joinChat(t.port, 'bob');
-    await alice.next(joined('bob'));
-    return [alice, bob];
+    const [alice, bob] = await joinAll(t.port, 'alice', 'bob');
+    return [alice!, bob!];
   }
 
-  /** Sends the messages as one TCP write: the server sees them in the same instant. */
-  function burst(c: ChatClient, texts: string[]): void {
-    // Masked client frames (§5.3) written as one corked batch, so the server reads them together.
-    c.conn.sendFrames(texts.map((s) => new PreparedFrame(clientFrame(Opcode.Text, s))));
+  /** Sends the messages as one TCP write: the server reads them together. */
+  function burst(c: ChatPeer, texts: string[]): void {
+    c.conn.sendFrames(texts.map((s) => new PreparedFrame(frame(Opcode.Text, s))));
   }
 
+  const errors = (all: readonly ChatMsg[]): number => all.filter((m) => m.type === 'error').length;
   it('the 4th message of a quick burst gets a System error and is not broadcast', async () => {
     const [alice, bob] = await setup();
     burst(alice, ['m1', 'm2', 'm3', 'm4']);
@@ -82,7 +92,8 @@ describe('the chat under a flood (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3)', ()
     // Hub before it: so bob's stream up to his own marker is final.
     bob.send('marker');
     await bob.next(chatFrom('bob', 'marker'));
-    expect(bob.received('chat').map((m) => `${m.user}:${m.message}`)).toEqual(['alice:m1', 'alice:m2', 'alice:m3', 'bob:marker']);
+    const seen = bob.received('chat').map((m) => `${m.user}:${m.message}`);
+    expect(seen).toEqual(['alice:m1', 'alice:m2', 'alice:m3', 'bob:marker']);
     expect(bob.received('error')).toEqual([]);
     // alice got her own three and the error, and is still connected.
     await alice.next(chatFrom('bob', 'marker'));
@@ -102,18 +113,54 @@ describe('the chat under a flood (RATE_LIMIT_PER_SEC=1, RATE_LIMIT_BURST=3)', ()
     expect(alice.received('error').map((m) => m.message)).toEqual(Array(3).fill('rate limit exceeded: slow down'));
     await bob.next(left('alice'));
     expect(bob.received('chat').map((m) => m.message)).toEqual(['m1', 'm2', 'm3']);
-    const [line] = await t!.logged((l) => l.startsWith('disconnect name="alice"'));
+    const [line] = await t.logged((l) => l.startsWith('disconnect name="alice"'));
     expect(line).toBe('disconnect name="alice" code=1008 reason="" sent=1008');
   });
 
   it('refusals up to the burst do not close the connection', async () => {
     const [alice, bob] = await setup();
     burst(alice, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']); // 3 refused: not yet "keeps flooding"
-    await alice.until((all) => all.filter((m) => m.type === 'error').length === 3);
+    await alice.until((all) => errors(all) === 3);
     bob.send('marker');
     await alice.next(chatFrom('bob', 'marker'));
     await bob.next(chatFrom('bob', 'marker'));
     expect(alice.conn.readyState).toBe('open');
     expect(bob.received('chat').map((m) => m.message)).toEqual(['m1', 'm2', 'm3', 'marker']);
+  });
+
+  it('the count of refusals in a row starts again after an accepted message', async () => {
+    const [alice, bob] = await setup();
+    burst(alice, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']); // 3 accepted, then 3 refusals in a row: the most allowed
+    await alice.until((all) => errors(all) === 3);
+    vi.setSystemTime(Date.now() + 1_000); // one token back
+    burst(alice, ['m7', 'm8', 'm9', 'm10']); // m7 accepted; 3 refusals in a row again, not 6
+    await alice.until((all) => errors(all) === 6);
+    bob.send('marker');
+    await alice.next(chatFrom('bob', 'marker'));
+    expect(alice.conn.readyState).toBe('open');
+    expect(bob.chats('alice')).toEqual(['m1', 'm2', 'm3', 'm7']);
+  });
+
+  it('refusals come one error each, before the close; the others are never limited', async () => {
+    const [alice, bob] = await setup();
+    const carol = await ChatPeer.join(t.port, 'carol');
+    await bob.waitFor((m) => m.message === 'carol joined the chat');
+    // 3 pass; the next 3 are refused one by one; one more is too many.
+    burst(alice, Array.from({ length: 7 }, (_, i) => `flood ${i}`));
+    bob.send('bob during the flood');
+    const info = await alice.closed;
+    expect([info.code, info.reason]).toEqual([1008, 'rate limit exceeded']);
+    await carol.waitFor(left('alice'));
+    expect(carol.chats('alice')).toEqual(['flood 0', 'flood 1', 'flood 2']);
+    expect(bob.chats('alice')).toEqual(carol.chats('alice'));
+    // Each refused message got its System error, written before the close frame.
+    const refusals = alice.received('error').map((m) => [m.user, m.message]);
+    expect(refusals).toEqual(Array(3).fill(['System', 'rate limit exceeded: slow down']));
+    // bob was never limited: his message during the flood, and two more after it (his burst), arrive in order.
+    for (const n of [1, 2]) bob.send(`bob after the flood ${n}`);
+    await carol.waitFor(chatFrom('bob', 'bob after the flood 2'));
+    expect(carol.chats('bob')).toEqual(['bob during the flood', 'bob after the flood 1', 'bob after the flood 2']);
+    expect(bob.received('error')).toEqual([]);
+    expect((await t.roster()).count).toBe(2);
   });
 });

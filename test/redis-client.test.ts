@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisClientError, RedisReplyError, RedisScript, VerbatimString } from '../src/redis';
 import type { RedisClientEvents, RedisClientOptions, RespValue } from '../src/redis';
-import { within } from './helpers/abuse';
+import { within } from './helpers/wait';
 import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 

@@ -10,7 +10,7 @@ import { once } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisReplyError, RedisSubscriber } from '../src/redis';
 import type { RedisClientOptions, RedisSubscriberEvents } from '../src/redis';
-import { waitUntil, within } from './helpers/abuse';
+import { waitUntil, within } from './helpers/wait';
 import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
 import { startTcpProxy } from './helpers/tcp-proxy';
 

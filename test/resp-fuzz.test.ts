@@ -20,7 +20,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RespParser } from '../src/redis/resp-parser';
 import type { RespValue } from '../src/redis/values';
-import { caseSeed, chunkings, mulberry32 } from './helpers/fuzz';
+import { caseSeed, chunkings } from './helpers/fuzz';
+import { mulberry32 } from './helpers/rng';
 import { diffEvents, generateRespCase, type RespEvent, type RespFuzzCase } from './helpers/resp-fuzz';
 
 const FIXED_RUNS: readonly { seed: number; cases: number }[] = [

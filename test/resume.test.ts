@@ -3,29 +3,20 @@
  * client that vanishes keeps its name and rooms for RESUME_GRACE_MS and resumes exactly where it was,
  * a clean close leaves at once, and an inbox belongs to its holder, not to the name.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { openChat, startApp, type ChatClient, type TestApp } from './helpers/chat';
+import { describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './helpers/app';
+import { ChatPeer } from './helpers/chat';
 import { all, hello, next, positions, request, type Msg } from './helpers/v2';
 
-let running: TestApp[] = [];
-async function start(env: Record<string, string> = {}): Promise<TestApp> {
-  const t = await startApp(env);
-  running.push(t);
-  return t;
-}
-afterEach(async () => {
-  await Promise.all(running.map((t) => t.close()));
-  running = [];
-});
 
-async function member(t: TestApp, name: string): Promise<{ peer: ChatClient; token: string }> {
+async function member(t: TestApp, name: string): Promise<{ peer: ChatPeer; token: string }> {
   const { peer, welcome } = await hello(t.port, name);
   await next(peer, (m) => m.type === 'join' && m.name === name);
   return { peer, token: welcome.token };
 }
 
 /** The connection vanishes: no close frame, the TCP connection is just gone (a phone losing its network). */
-async function vanish(peer: ChatClient): Promise<void> {
+async function vanish(peer: ChatPeer): Promise<void> {
   peer.conn.terminate();
   await peer.closed;
 }
@@ -35,11 +26,11 @@ async function roster(t: TestApp): Promise<string[]> {
   return ((await res.json()) as { clients: { name: string }[] }).clients.map((c) => c.name);
 }
 
-const presence = (peer: ChatClient): Msg[] => all(peer).filter((m) => m.type === 'join' || m.type === 'leave');
+const presence = (peer: ChatPeer): Msg[] => all(peer).filter((m) => m.type === 'join' || m.type === 'leave');
 
 describe('a token takes the name back', () => {
   it('from a stale connection still open: that one is closed with 4001, nobody sees a leave or a join', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: old, token } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     await next(old, (m) => m.name === 'bob');
@@ -59,14 +50,14 @@ describe('a token takes the name back', () => {
   });
 
   it('a token is no key to another name, and a wrong token does not take a name', async () => {
-    const t = await start();
+    const t = await startApp();
     const { token } = await member(t, 'alice');
     await member(t, 'bob');
     for (const [name, tok] of [
       ['bob', token],
       ['alice', 'x'.repeat(24)],
     ]) {
-      const peer = await openChat(t.port);
+      const peer = await ChatPeer.open(t.port);
       peer.send(JSON.stringify({ type: 'hello', name, token: tok }));
       expect((await next(peer, 'error')).message).toBe(`the name ${name} is taken: choose another`);
       expect((await peer.closed).code).toBe(1008);
@@ -76,7 +67,7 @@ describe('a token takes the name back', () => {
 
 describe('a client that vanishes', () => {
   it('keeps its name and rooms during the grace period and resumes with exactly what it missed', async () => {
-    const t = await start({ RESUME_GRACE_MS: '3600000' });
+    const t = await startApp({ RESUME_GRACE_MS: '3600000' });
     const { peer: alice, token } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(alice, { type: 'join', room: 'rust' });
@@ -115,7 +106,7 @@ describe('a client that vanishes', () => {
   });
 
   it('after the grace period it leaves for good: leave notices go out and its inbox is gone', async () => {
-    const t = await start({ RESUME_GRACE_MS: '50' });
+    const t = await startApp({ RESUME_GRACE_MS: '50' });
     const { peer: alice, token } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(bob, { type: 'private', to: 'alice', message: 'for the first alice' });
@@ -138,9 +129,9 @@ describe('a client that vanishes', () => {
   });
 
   it("the lesson's clients cannot resume: they leave at once, whatever the grace period", async () => {
-    const t = await start({ RESUME_GRACE_MS: '3600000' });
+    const t = await startApp({ RESUME_GRACE_MS: '3600000' });
     const { peer: bob } = await member(t, 'bob');
-    const ann = await openChat(t.port);
+    const ann = await ChatPeer.open(t.port);
     ann.send('ann');
     await next(bob, (m) => m.name === 'ann');
     await vanish(ann);
@@ -150,7 +141,7 @@ describe('a client that vanishes', () => {
 
 describe('a clean close', () => {
   it('leaves at once, grace period or not, and empties the inbox for whoever takes the name next', async () => {
-    const t = await start({ RESUME_GRACE_MS: '3600000' });
+    const t = await startApp({ RESUME_GRACE_MS: '3600000' });
     const { peer: alice } = await member(t, 'alice');
     const { peer: bob } = await member(t, 'bob');
     request(bob, { type: 'private', to: 'alice', message: 'secret' });
@@ -165,7 +156,7 @@ describe('a clean close', () => {
 
 describe('resume positions the server cannot honour', () => {
   it('another epoch, or older than the history holds: the latest history instead, recovered false', async () => {
-    const t = await start({ HISTORY_SIZE: '3', HISTORY_ON_JOIN: '2' });
+    const t = await startApp({ HISTORY_SIZE: '3', HISTORY_ON_JOIN: '2' });
     const { peer: alice } = await member(t, 'alice');
     for (let i = 1; i <= 5; i++) request(alice, { type: 'chat', message: `m${i}` });
     await next(alice, (m) => m.message === 'm5');
@@ -184,7 +175,7 @@ describe('resume positions the server cannot honour', () => {
   });
 
   it('a fresh session with a resume naming rooms joins them and recovers what it missed', async () => {
-    const t = await start();
+    const t = await startApp();
     const { peer: bob } = await member(t, 'bob');
     request(bob, { type: 'join', room: 'go' });
     await next(bob, 'joined');

@@ -2,15 +2,10 @@
  * The rooms over HTTP: GET /rooms, GET /rooms/<room>/history (after= or before=, limit=), and
  * GET /clients?room=. Private inboxes are never readable over HTTP.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from './helpers/chat';
+import { describe, expect, it } from 'vitest';
+import { startApp, type TestApp } from './helpers/app';
 import { hello, next, request } from './helpers/v2';
 
-let running: TestApp[] = [];
-afterEach(async () => {
-  await Promise.all(running.map((t) => t.close()));
-  running = [];
-});
 
 async function get(t: TestApp, path: string): Promise<{ status: number; type: string | null; body: unknown }> {
   const res = await fetch(`http://127.0.0.1:${t.port}${path}`);
@@ -21,7 +16,6 @@ async function get(t: TestApp, path: string): Promise<{ status: number; type: st
 /** alice and bob in the lobby, alice in #rust with three messages. */
 async function scene(): Promise<{ t: TestApp; lobby: string; rust: string }> {
   const t = await startApp();
-  running.push(t);
   const { peer: alice, welcome } = await hello(t.port, 'alice');
   await hello(t.port, 'bob');
   request(alice, { type: 'join', room: 'rust' });

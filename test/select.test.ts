@@ -1,25 +1,6 @@
 import { describe, it, expect, expectTypeOf } from 'vitest';
 import { Channel, select, trySelect, type ElementOf, type SelectResult } from '../src/channel';
-
-/** Lets every pending microtask and one macrotask turn run (no wall-clock sleeps). */
-async function turns(n = 3): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-function track<T>(p: Promise<T>): { settled: boolean; value?: T; error?: unknown } {
-  const s: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  p.then(
-    (v) => {
-      s.settled = true;
-      s.value = v;
-    },
-    (e: unknown) => {
-      s.settled = true;
-      s.error = e;
-    },
-  );
-  return s;
-}
+import { track, turns } from './helpers/wait';
 
 function waiters(...chs: Channel<unknown>[]): number[] {
   return chs.map((c) => c.waitingReceivers);
@@ -283,20 +264,32 @@ describe('a hub-like select loop (Go: for { select { ... } })', () => {
 });
 
 describe('types', () => {
+  // The expectTypeOf lines are checked by the compiler (`npm run typecheck` type-checks test/, and CI
+  // runs it); at run time the same narrowing is exercised on real values, and every branch must run.
   it('narrows value by case and ok', () => {
-    const a = new Channel<number>();
-    const b = new Channel<string>();
+    expect.assertions(4);
+    const a = new Channel<number>(1);
+    const b = new Channel<string>(1);
     const cases = { a, b, off: null };
     expectTypeOf<ElementOf<typeof a>>().toEqualTypeOf<number>();
     type R = SelectResult<typeof cases>;
     expectTypeOf<R['case']>().toEqualTypeOf<'a' | 'b'>();
+
+    expect(trySelect(cases)).toBeUndefined(); // nothing ready (the null case is never ready)
+    a.trySend(7);
     const r = trySelect(cases);
-    if (r?.case === 'a' && r.ok) expectTypeOf(r.value).toEqualTypeOf<number>();
-    if (r?.case === 'b') expectTypeOf(r.value).toEqualTypeOf<string | undefined>();
-    // Assignable to the plain { case, value: T | undefined, ok: boolean } shape.
-    if (r) {
-      const plain: { case: 'a' | 'b'; value: number | string | undefined; ok: boolean } = r;
-      expect(plain).toBeDefined();
+    if (r?.case === 'a' && r.ok) {
+      expectTypeOf(r.value).toEqualTypeOf<number>();
+      expect(r.value + 1).toBe(8);
     }
+    b.close();
+    const closed = trySelect(cases);
+    if (closed?.case === 'b') {
+      expectTypeOf(closed.value).toEqualTypeOf<string | undefined>();
+      expect([closed.value, closed.ok]).toEqual([undefined, false]);
+    }
+    // Assignable to the plain { case, value: T | undefined, ok: boolean } shape.
+    const plain: { case: 'a' | 'b'; value: number | string | undefined; ok: boolean } | undefined = closed;
+    expect(plain).toEqual({ case: 'b', value: undefined, ok: false });
   });
 });

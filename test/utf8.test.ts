@@ -5,17 +5,15 @@
 import { describe, it, expect } from 'vitest';
 import { isUtf8 } from 'node:buffer';
 import { Utf8Validator } from '../src/websocket/utf8';
+import { mulberry32 } from './helpers/rng';
 
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** A random code point of 1, 2, 3 (below the surrogates) or 4 UTF-8 bytes, with these cumulative odds. */
+function randomCodePoint(rand: () => number, [one, two, three]: readonly [number, number, number]): number {
+  const kind = rand();
+  if (kind < one) return Math.floor(rand() * 0x80);
+  if (kind < two) return 0x80 + Math.floor(rand() * 0x780);
+  if (kind < three) return 0x800 + Math.floor(rand() * 0xd000);
+  return 0x10000 + Math.floor(rand() * 0x100000);
 }
 
 /** Whole-message verdict of the validator: valid bytes and no code point left open. */
@@ -98,25 +96,15 @@ describe('Utf8Validator', () => {
   });
 
   it('agrees with isUtf8 on random inputs, fed byte by byte and split anywhere', () => {
-    const rand = prng(6455);
-    const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff];
+    const rand = mulberry32(6455).next;
+    const interesting = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0];
+    interesting.push(0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff);
     let validSeen = 0;
     for (let round = 0; round < 3000; round++) {
       // Mostly valid text from random code points, then a few bytes mutated, so both verdicts occur.
       let s = '';
       const n = 1 + Math.floor(rand() * 12);
-      for (let i = 0; i < n; i++) {
-        const kind = rand();
-        const cp =
-          kind < 0.3
-            ? Math.floor(rand() * 0x80)
-            : kind < 0.5
-              ? 0x80 + Math.floor(rand() * 0x780)
-              : kind < 0.75
-                ? 0x800 + Math.floor(rand() * 0xd000) // below the surrogates
-                : 0x10000 + Math.floor(rand() * 0x100000);
-        s += String.fromCodePoint(cp);
-      }
+      for (let i = 0; i < n; i++) s += String.fromCodePoint(randomCodePoint(rand, [0.3, 0.5, 0.75]));
       const bytes = Buffer.from(s, 'utf8');
       const mutations = rand() < 0.4 ? 0 : 1 + Math.floor(rand() * 3);
       for (let m = 0; m < mutations; m++) {
@@ -128,7 +116,9 @@ describe('Utf8Validator', () => {
       const expected = isUtf8(input);
       if (expected) validSeen++;
       expect(byteByByte(input), input.toString('hex')).toBe(expected);
-      for (let cut = 0; cut <= input.length; cut++) expect(inTwo(input, cut), `${input.toString('hex')} cut ${cut}`).toBe(expected);
+      for (let cut = 0; cut <= input.length; cut++) {
+        expect(inTwo(input, cut), `${input.toString('hex')} cut ${cut}`).toBe(expected);
+      }
     }
     // Both verdicts were exercised plenty.
     expect(validSeen).toBeGreaterThan(500);
@@ -136,23 +126,20 @@ describe('Utf8Validator', () => {
   });
 
   it('agrees with isUtf8 on long inputs (the native path) cut anywhere, code points split at the cuts', () => {
-    const rand = prng(1007);
+    const rand = mulberry32(1007).next;
     let validSeen = 0;
     for (let round = 0; round < 150; round++) {
       let s = '';
       const n = 40 + Math.floor(rand() * 200); // 40..240 code points: well over the native threshold
-      for (let i = 0; i < n; i++) {
-        const kind = rand();
-        s += String.fromCodePoint(
-          kind < 0.4 ? Math.floor(rand() * 0x80) : kind < 0.6 ? 0x80 + Math.floor(rand() * 0x780) : kind < 0.8 ? 0x800 + Math.floor(rand() * 0xd000) : 0x10000 + Math.floor(rand() * 0x100000),
-        );
-      }
+      for (let i = 0; i < n; i++) s += String.fromCodePoint(randomCodePoint(rand, [0.4, 0.6, 0.8]));
       const bytes = Buffer.from(s, 'utf8');
       if (rand() < 0.5) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
       const input = rand() < 0.2 ? bytes.subarray(0, bytes.length - 1 - Math.floor(rand() * 3)) : bytes;
       const expected = isUtf8(input);
       if (expected) validSeen++;
-      for (let cut = 0; cut <= input.length; cut++) expect(inTwo(input, cut), `${input.toString('hex')} cut ${cut}`).toBe(expected);
+      for (let cut = 0; cut <= input.length; cut++) {
+        expect(inTwo(input, cut), `${input.toString('hex')} cut ${cut}`).toBe(expected);
+      }
       // And in random pieces of 1..300 bytes.
       const v = new Utf8Validator();
       let ok = true;

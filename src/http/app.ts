@@ -90,6 +90,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       pingIntervalMs: config.pingIntervalMs,
       pongTimeoutMs: config.pongTimeoutMs,
       maxBufferedBytes: config.maxBufferedBytes,
+      closeTimeoutMs: config.closeTimeoutMs,
       // The echo demo answers anyone; the chat applies the Origin policy.
       ...(route === 'chat' ? { checkOrigin } : {}),
     });

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { clientRequest, newClientKey } from '../../src/websocket/handshake';
 import { connect, encodeFrame, Opcode, type WebSocketConnection } from '../../src/websocket';
-import type { Rng } from '../helpers/fuzz';
+import type { Rng } from '../helpers/rng';
 import { openRawWebSocket } from './raw-websocket';
 import type { Ledger, ReceiverLog, SenderLog } from './soak-ledger';
 import { settlesWithin, sleep } from './time';

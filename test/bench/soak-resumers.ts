@@ -4,7 +4,7 @@
  * every gap, duplicate or unrecovered resume (test/helpers/resuming-client.ts); at the end each must have
  * reached the latest offset of every stream it is in, and its own messages must all have been acked.
  */
-import type { Rng } from '../helpers/fuzz';
+import type { Rng } from '../helpers/rng';
 import { ResumingClient } from '../helpers/resuming-client';
 import { settlesWithin, sleep, waitFor } from './time';
 

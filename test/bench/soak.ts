@@ -17,7 +17,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { mulberry32 } from '../helpers/fuzz';
+import { mulberry32 } from '../helpers/rng';
 import { FlagError, Flags } from './flags';
 import { Ledger } from './soak-ledger';
 import { abrupt, chatter, flooder, garbage, newCounters, slowReader, type SoakContext } from './soak-peers';

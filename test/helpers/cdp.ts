@@ -54,6 +54,17 @@ export class CdpClient {
     return () => this.listeners.delete(listener);
   }
 
+  /** The next event that matches (subscribe before the command that causes it). */
+  nextEvent(match: (event: CdpEvent) => boolean): Promise<CdpEvent> {
+    return new Promise((resolve) => {
+      const off = this.on((event) => {
+        if (!match(event)) return;
+        off();
+        resolve(event);
+      });
+    });
+  }
+
   async close(): Promise<void> {
     this.conn.close(1000, '');
     await this.conn.closed;
@@ -75,15 +86,22 @@ export class CdpClient {
         const waiter = this.pending.get(frame.id);
         if (waiter === undefined) continue;
         this.pending.delete(frame.id);
-        if (frame.error) waiter.reject(new Error(`CDP ${waiter.method}: ${frame.error.message}${frame.error.data ? ` (${frame.error.data})` : ''}`));
-        else waiter.resolve(frame.result ?? {});
+        if (frame.error) {
+          const data = frame.error.data ? ` (${frame.error.data})` : '';
+          waiter.reject(new Error(`CDP ${waiter.method}: ${frame.error.message}${data}`));
+        } else {
+          waiter.resolve(frame.result ?? {});
+        }
       } else if (frame.method !== undefined) {
-        const event: CdpEvent = { method: frame.method, params: frame.params ?? {}, ...(frame.sessionId ? { sessionId: frame.sessionId } : {}) };
+        const session = frame.sessionId ? { sessionId: frame.sessionId } : {};
+        const event: CdpEvent = { method: frame.method, params: frame.params ?? {}, ...session };
         for (const listener of this.listeners) listener(event);
       }
     }
     const info = await this.conn.closed;
-    for (const waiter of this.pending.values()) waiter.reject(new Error(`CDP ${waiter.method}: connection closed (${info.code})`));
+    for (const waiter of this.pending.values()) {
+      waiter.reject(new Error(`CDP ${waiter.method}: connection closed (${info.code})`));
+    }
     this.pending.clear();
   }
 }
@@ -109,6 +127,8 @@ interface EvaluateResult {
 export class CdpPage {
   /** Errors and warnings the page logged, in order. */
   readonly problems: PageProblem[] = [];
+  /** close() was called. */
+  closed = false;
   private readonly unsubscribe: () => void;
 
   private constructor(
@@ -119,16 +139,21 @@ export class CdpPage {
     this.unsubscribe = cdp.on((e) => {
       if (e.sessionId !== sessionId) return;
       const p = e.params;
-      if (e.method === 'Runtime.consoleAPICalled' && (p.type === 'error' || p.type === 'assert' || p.type === 'warning')) {
-        const args = (p.args as RemoteObject[]).map((a) => (a.value !== undefined ? String(a.value) : (a.description ?? a.type)));
-        this.problems.push({ level: p.type === 'warning' ? 'warning' : 'error', source: `console.${String(p.type)}`, text: args.join(' ') });
+      if (e.method === 'Runtime.consoleAPICalled' && ['error', 'assert', 'warning'].includes(p.type as string)) {
+        const args = (p.args as RemoteObject[]).map((a) =>
+          a.value !== undefined ? String(a.value) : (a.description ?? a.type),
+        );
+        const level = p.type === 'warning' ? 'warning' : 'error';
+        this.problems.push({ level, source: `console.${String(p.type)}`, text: args.join(' ') });
       } else if (e.method === 'Runtime.exceptionThrown') {
         const d = p.exceptionDetails as EvaluateResult['exceptionDetails'];
-        this.problems.push({ level: 'error', source: 'exception', text: d?.exception?.description ?? d?.text ?? 'exception' });
+        const text = d?.exception?.description ?? d?.text ?? 'exception';
+        this.problems.push({ level: 'error', source: 'exception', text });
       } else if (e.method === 'Log.entryAdded') {
         const entry = p.entry as { level: string; source: string; text: string; url?: string };
         if (entry.level === 'error' || entry.level === 'warning') {
-          this.problems.push({ level: entry.level as 'error' | 'warning', source: `log.${entry.source}`, text: `${entry.text}${entry.url ? ` (${entry.url})` : ''}` });
+          const text = `${entry.text}${entry.url ? ` (${entry.url})` : ''}`;
+          this.problems.push({ level: entry.level as 'error' | 'warning', source: `log.${entry.source}`, text });
         }
       }
     });
@@ -148,7 +173,9 @@ export class CdpPage {
       page.viewport(width, height),
       // CSP violations as the page sees them (CDP-injected scripts are not subject to the page's CSP).
       page.send('Page.addScriptToEvaluateOnNewDocument', {
-        source: `window.__csp = []; document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));`,
+        source:
+          'window.__csp = []; document.addEventListener("securitypolicyviolation", ' +
+          '(e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));',
       }),
     ]);
     return page;
@@ -158,43 +185,68 @@ export class CdpPage {
     return this.cdp.send<T>(method, params, this.sessionId);
   }
 
-  /** Navigates and waits until the new document has loaded. */
-  async goto(url: string, timeoutMs = 10_000): Promise<void> {
-    await this.send('Page.navigate', { url });
-    await this.waitFor(`location.href === ${JSON.stringify(url)} && document.readyState === 'complete'`, `load ${url}`, timeoutMs);
+  /** Navigates and waits for the new document's load event. */
+  async goto(url: string): Promise<void> {
+    const loaded = this.cdp.nextEvent((e) => e.sessionId === this.sessionId && e.method === 'Page.loadEventFired');
+    const { errorText } = await this.send<{ errorText?: string }>('Page.navigate', { url });
+    if (errorText !== undefined) throw new Error(`cannot load ${url}: ${errorText}`);
+    await loaded;
   }
 
   /** Evaluates an expression in the page (promises awaited) and returns its JSON value. */
   async evaluate<T = unknown>(expression: string): Promise<T> {
-    const r = await this.send<EvaluateResult>('Runtime.evaluate', { expression, awaitPromise: true, returnByValue: true });
+    const params = { expression, awaitPromise: true, returnByValue: true };
+    const r = await this.send<EvaluateResult>('Runtime.evaluate', params);
     if (r.exceptionDetails) {
-      throw new Error(`evaluate failed: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}\n  in: ${expression}`);
+      const why = r.exceptionDetails.exception?.description ?? r.exceptionDetails.text;
+      throw new Error(`evaluate failed: ${why}\n  in: ${expression}`);
     }
     return r.result.value as T;
   }
 
   /**
-   * Polls `expression` until it is truthy; returns its value. On timeout, fails with `what` and
-   * the value of `diagnose` (the page's log, say) so the failure says what the page showed.
+   * Waits until `expression`, a condition on the DOM, is truthy; returns its value. The page checks
+   * it now and again on every DOM mutation (a MutationObserver), so nothing is polled. On timeout it
+   * fails with `what` and the value of `diagnose` (the page's log, say), so the failure says what the
+   * page showed.
    */
-  async waitFor<T = unknown>(expression: string, what: string, timeoutMs = 5_000, diagnose?: string): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      last = await this.evaluate(expression);
-      if (last) return last as T;
-      if (Date.now() > deadline) {
-        const seen = diagnose ? `\n  page: ${JSON.stringify(await this.evaluate(diagnose).catch((e: Error) => e.message))}` : '';
-        throw new Error(`timed out waiting for ${what} (last value ${JSON.stringify(last)})${seen}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25)); // poll interval, not a wait for an event
-    }
+  async waitFor<T = unknown>(expression: string, what: string, timeoutMs = 5_000, diagnose = 'null'): Promise<T> {
+    const outcome = await this.evaluate<{ ok: boolean; value: unknown; seen?: unknown }>(`new Promise((resolve) => {
+      const value = () => { try { return (${expression}); } catch { return undefined; } };
+      const observer = new MutationObserver(() => check());
+      const timer = setTimeout(() => {
+        observer.disconnect();
+        let seen;
+        try { seen = (${diagnose}); } catch (e) { seen = String(e); }
+        resolve({ ok: false, value: value(), seen });
+      }, ${timeoutMs});
+      const check = () => {
+        const v = value();
+        if (!v) return false;
+        observer.disconnect();
+        clearTimeout(timer);
+        resolve({ ok: true, value: v });
+        return true;
+      };
+      const everything = { subtree: true, childList: true, attributes: true, characterData: true };
+      if (!check()) observer.observe(document, everything);
+    })`);
+    if (outcome.ok) return outcome.value as T;
+    const seen = diagnose === 'null' ? '' : `\n  page: ${JSON.stringify(outcome.seen)}`;
+    const last = JSON.stringify(outcome.value);
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last value ${last})${seen}`);
+  }
+
+  /** Waits for every running animation of the page (new log lines fade in) to finish. */
+  async animationsDone(): Promise<void> {
+    await this.evaluate('Promise.all(document.getAnimations().map((a) => a.finished)).then(() => true)');
   }
 
   /** Focuses `selector`, types `text` as real text input, and presses Enter when asked. */
   async type(selector: string, text: string, pressEnter = true): Promise<void> {
     const focused = await this.evaluate<boolean>(
-      `(() => { const e = document.querySelector(${JSON.stringify(selector)}); if (!e) return false; e.focus(); return document.activeElement === e; })()`,
+      `(() => { const e = document.querySelector(${JSON.stringify(selector)}); if (!e) return false;
+        e.focus(); return document.activeElement === e; })()`,
     );
     if (!focused) throw new Error(`cannot focus ${selector}`);
     if (text !== '') await this.send('Input.insertText', { text });
@@ -210,7 +262,8 @@ export class CdpPage {
   /** Clicks the element's centre with a real mouse event. */
   async click(selector: string): Promise<void> {
     const box = await this.evaluate<{ x: number; y: number } | null>(
-      `(() => { const e = document.querySelector(${JSON.stringify(selector)}); if (!e) return null; e.scrollIntoView({ block: 'nearest' });
+      `(() => { const e = document.querySelector(${JSON.stringify(selector)}); if (!e) return null;
+        e.scrollIntoView({ block: 'nearest' });
         const r = e.getBoundingClientRect(); return { x: r.left + r.width / 2, y: r.top + r.height / 2 }; })()`,
     );
     if (box === null) throw new Error(`no element ${selector}`);
@@ -236,6 +289,8 @@ export class CdpPage {
 
   /** Closes the tab (the browser ends its WebSocket connections as a tab closing does). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     this.unsubscribe();
     await this.cdp.send('Target.closeTarget', { targetId: this.targetId });
   }

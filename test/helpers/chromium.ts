@@ -77,7 +77,8 @@ export async function launchChromium(binary: string, timeoutMs = 15_000): Promis
   let tail = '';
   try {
     const wsUrl = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`Chromium did not start within ${timeoutMs} ms:\n${tail}`)), timeoutMs);
+      const late = (): void => reject(new Error(`Chromium did not start within ${timeoutMs} ms:\n${tail}`));
+      const timer = setTimeout(late, timeoutMs);
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (chunk: string) => {
         tail = (tail + chunk).slice(-4_000);

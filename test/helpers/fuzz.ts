@@ -1,54 +1,12 @@
 /**
- * Fuzzing helpers for the frame parser: a seeded PRNG, a frame builder that can lie, and generators
- * for valid, targeted-invalid, truncated, mutated and random client frame streams.
+ * Fuzzing helpers for the frame parser: frames that can lie (on the oracle's encoder, wire.ts), and
+ * generators for valid, targeted-invalid, truncated, mutated and random client frame streams.
  *
- * Everything is a pure function of the seed, so a failing case replays from its seed alone.
- * No npm packages: mulberry32 is 10 lines and good enough to explore a parser.
+ * Everything is a pure function of the seed (rng.ts), so a failing case replays from its seed alone.
  */
 
-// ---------------------------------------------------------------------------------------------
-// PRNG
-
-export interface Rng {
-  /** Uniform in [0, 1). */
-  next(): number;
-  /** Uniform integer in [0, n). */
-  int(n: number): number;
-  /** Uniform integer in [lo, hi] (both included). */
-  range(lo: number, hi: number): number;
-  chance(p: number): boolean;
-  pick<T>(items: readonly T[]): T;
-  /** n random bytes. */
-  bytes(n: number): Buffer;
-}
-
-/** mulberry32: a 32-bit state PRNG (Tommy Ettinger), plenty for test-case generation. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  const u32 = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-  const next = (): number => u32() / 4294967296;
-  const int = (n: number): number => Math.floor(next() * n);
-  return {
-    next,
-    int,
-    range: (lo, hi) => lo + int(hi - lo + 1),
-    chance: (p) => next() < p,
-    pick: (items) => items[int(items.length)]!,
-    bytes(n) {
-      const b = Buffer.allocUnsafe(n);
-      let i = 0;
-      for (; i + 4 <= n; i += 4) b.writeUInt32LE(u32(), i);
-      for (; i < n; i++) b[i] = u32() & 0xff;
-      return b;
-    },
-  };
-}
+import { mulberry32, type Rng } from './rng';
+import { frame } from './wire';
 
 /** The seed of case `index` in a run: a splitmix32-style hash, so neighbouring cases are unrelated. */
 export function caseSeed(runSeed: number, index: number): number {
@@ -130,39 +88,20 @@ export interface FrameSpec {
   maskKey?: Buffer;
 }
 
-function minimalForm(n: number): 7 | 16 | 64 {
-  return n < 126 ? 7 : n <= 0xffff ? 16 : 64;
-}
-
-/** Encodes a client frame as written in `spec`, lies included. The payload is masked in the copy. */
+/** Encodes a client frame as written in `spec`, lies included, with the oracle's encoder (wire.ts). */
 export function frameBytes(spec: FrameSpec, rng: Rng): Buffer {
-  const masked = spec.masked ?? true;
-  const declared = spec.declared ?? spec.payload.length;
-  const form = spec.form ?? minimalForm(declared);
-  const extra = form === 7 ? 0 : form === 16 ? 2 : 8;
-  const headerLength = 2 + extra + (masked ? 4 : 0);
-  const out = Buffer.allocUnsafe(headerLength + spec.payload.length);
-  out[0] = (spec.fin ? 0x80 : 0) | ((spec.rsv ?? 0) << 4) | (spec.opcode & 0x0f);
-  const maskBit = masked ? 0x80 : 0;
-  if (form === 7) {
-    out[1] = maskBit | (declared & 0x7f);
-  } else if (form === 16) {
-    out[1] = maskBit | 126;
-    out.writeUInt16BE(declared & 0xffff, 2);
-  } else {
-    out[1] = maskBit | 127;
-    const [hi, lo] = spec.declared64 ?? [Math.floor(declared / 0x100000000), declared >>> 0];
-    out.writeUInt32BE(hi >>> 0, 2);
-    out.writeUInt32BE(lo >>> 0, 6);
-  }
-  let at = 2 + extra;
   const key = spec.maskKey ?? rng.bytes(4);
-  if (masked) {
-    key.copy(out, at);
-    at += 4;
-  }
-  for (let i = 0; i < spec.payload.length; i++) out[at + i] = masked ? spec.payload[i]! ^ key[i & 3]! : spec.payload[i]!;
-  return out;
+  const [hi, lo] = spec.declared64 ?? [0, 0];
+  const declared = spec.declared64
+    ? (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0)
+    : (spec.declared ?? spec.payload.length);
+  return frame(spec.opcode & 0x0f, spec.payload, {
+    fin: spec.fin,
+    rsv: spec.rsv ?? 0,
+    mask: (spec.masked ?? true) ? key : false,
+    ...(spec.form !== undefined ? { lengthForm: spec.form } : {}),
+    declaredLength: declared,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,8 +167,12 @@ function truncatedUtf8Text(rng: Rng, size: number): Buffer {
 }
 
 /** Close codes §7.4 allows on the wire, and some it does not. */
-export const VALID_CLOSE_CODES: readonly number[] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
-export const INVALID_CLOSE_CODES: readonly number[] = [0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
+export const VALID_CLOSE_CODES: readonly number[] = [
+  1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
+];
+export const INVALID_CLOSE_CODES: readonly number[] = [
+  0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Streams
@@ -357,19 +300,27 @@ type Violation = (s: StreamBuilder) => { code: number; note: string };
 const VIOLATIONS: readonly Violation[] = [
   (s) => {
     const control = s.rng.chance(0.3);
-    s.frame({ fin: true, rsv: s.rng.range(1, 7), opcode: control ? OP.ping : s.rng.pick([OP.text, OP.binary]), payload: s.rng.bytes(s.rng.int(20)) });
+    s.frame({
+      fin: true,
+      rsv: s.rng.range(1, 7),
+      opcode: control ? OP.ping : s.rng.pick([OP.text, OP.binary]),
+      payload: s.rng.bytes(s.rng.int(20)),
+    });
     return { code: 1002, note: 'RSV bits set (§5.2)' };
   },
   (s) => {
-    s.frame({ fin: true, opcode: s.rng.pick([3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf]), payload: s.rng.bytes(s.rng.int(20)) });
+    const opcode = s.rng.pick([3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf]);
+    s.frame({ fin: true, opcode, payload: s.rng.bytes(s.rng.int(20)) });
     return { code: 1002, note: 'reserved opcode (§5.2)' };
   },
   (s) => {
-    s.frame({ fin: true, masked: false, opcode: s.rng.pick([OP.text, OP.binary, OP.ping, OP.pong, OP.close]), payload: Buffer.from('hi') });
+    const opcode = s.rng.pick([OP.text, OP.binary, OP.ping, OP.pong, OP.close]);
+    s.frame({ fin: true, masked: false, opcode, payload: Buffer.from('hi') });
     return { code: 1002, note: 'unmasked client frame (§5.1)' };
   },
   (s) => {
-    s.frame({ fin: true, opcode: s.rng.pick([OP.ping, OP.pong, OP.close]), payload: s.rng.bytes(s.rng.range(126, 300)) });
+    const opcode = s.rng.pick([OP.ping, OP.pong, OP.close]);
+    s.frame({ fin: true, opcode, payload: s.rng.bytes(s.rng.range(126, 300)) });
     return { code: 1002, note: 'control frame longer than 125 bytes (§5.5)' };
   },
   (s) => {
@@ -381,7 +332,8 @@ const VIOLATIONS: readonly Violation[] = [
     return { code: 1002, note: 'continuation without a message (§5.4)' };
   },
   (s) => {
-    s.frame({ fin: false, opcode: s.rng.pick([OP.text, OP.binary]), payload: utf8Text(s.rng, s.rng.int(Math.min(50, s.limit))) });
+    const opcode = s.rng.pick([OP.text, OP.binary]);
+    s.frame({ fin: false, opcode, payload: utf8Text(s.rng, s.rng.int(Math.min(50, s.limit))) });
     s.controls();
     s.frame({ fin: true, opcode: s.rng.pick([OP.text, OP.binary]), payload: Buffer.from('x') });
     return { code: 1002, note: 'new message inside a fragmented one (§5.4)' };
@@ -402,9 +354,17 @@ const VIOLATIONS: readonly Violation[] = [
   },
   (s) => {
     // §10.4: the declared length alone is over the limit; few or no payload bytes follow.
-    const declared = s.rng.chance(0.3) ? s.rng.range(2 ** 32, 2 ** 53 - 1) : s.rng.range(s.limit + 1, s.limit + 100_000);
+    const declared = s.rng.chance(0.3)
+      ? s.rng.range(2 ** 32, 2 ** 53 - 1)
+      : s.rng.range(s.limit + 1, s.limit + 100_000);
     const form = declared > 0xffff ? 64 : s.rng.pick([16, 64] as const);
-    s.frame({ fin: s.rng.chance(0.5), opcode: s.rng.pick([OP.text, OP.binary]), payload: s.rng.bytes(s.rng.int(8)), declared: Math.max(declared, 126), form });
+    s.frame({
+      fin: s.rng.chance(0.5),
+      opcode: s.rng.pick([OP.text, OP.binary]),
+      payload: s.rng.bytes(s.rng.int(8)),
+      declared: Math.max(declared, 126),
+      form,
+    });
     return { code: 1009, note: 'declared length over the limit (§10.4)' };
   },
   (s) => {
@@ -416,7 +376,13 @@ const VIOLATIONS: readonly Violation[] = [
     return { code: 1009, note: 'fragments over the limit (§10.4)' };
   },
   (s) => {
-    s.frame({ fin: true, opcode: s.rng.pick([OP.text, OP.binary]), payload: Buffer.alloc(0), form: 64, declared64: [0x80000000 | s.rng.int(0x80000000), s.rng.int(2 ** 32)] });
+    s.frame({
+      fin: true,
+      opcode: s.rng.pick([OP.text, OP.binary]),
+      payload: Buffer.alloc(0),
+      form: 64,
+      declared64: [0x80000000 | s.rng.int(0x80000000), s.rng.int(2 ** 32)],
+    });
     return { code: 1002, note: '64-bit length with its most significant bit set (§5.2)' };
   },
   (s) => {
@@ -458,7 +424,8 @@ function truncatedCase(rng: Rng, limit: number): FuzzCase {
   const size = Math.max(1, s.size());
   const payload = binary ? rng.bytes(size) : utf8Text(rng, size);
   const opcode = rng.chance(0.15) ? OP.ping : binary ? OP.binary : OP.text;
-  const frame = frameBytes({ fin: true, opcode, payload: opcode === OP.ping ? payload.subarray(0, 125) : payload }, rng);
+  const body = opcode === OP.ping ? payload.subarray(0, 125) : payload;
+  const frame = frameBytes({ fin: true, opcode, payload: body }, rng);
   const keep = rng.int(frame.length); // 0 .. length-1: always short of the whole frame
   return {
     kind: 'truncated',
@@ -475,8 +442,11 @@ function randomFrame(rng: Rng): Buffer {
   const size = r < 0.7 ? rng.int(20) : r < 0.95 ? rng.int(130) : rng.int(3000);
   const form = rng.pick([7, 16, 64, undefined] as const);
   let declared: number | undefined;
-  if (rng.chance(0.3)) declared = form === 7 ? rng.int(128) : form === 16 ? rng.int(0x10000) : rng.chance(0.5) ? rng.int(2 ** 53) : rng.int(5000);
-  else if (form === 7 && size > 127) declared = rng.int(128);
+  if (rng.chance(0.3)) {
+    if (form === 7) declared = rng.int(128);
+    else if (form === 16) declared = rng.int(0x10000);
+    else declared = rng.chance(0.5) ? rng.int(2 ** 53) : rng.int(5000);
+  } else if (form === 7 && size > 127) declared = rng.int(128);
   if (form === 16 && declared === undefined && size > 0xffff) declared = rng.int(0x10000);
   return frameBytes(
     {
@@ -511,7 +481,9 @@ function mutate(rng: Rng, input: Buffer): Buffer {
         if (b.length > 0) b[Math.min(at, b.length - 1)]! ^= 1 << rng.int(8);
         break;
       case 1: // overwrite a byte with an interesting value
-        if (b.length > 0) b[Math.min(at, b.length - 1)] = rng.pick([0x00, 0x7d, 0x7e, 0x7f, 0x80, 0x81, 0x88, 0xff, rng.int(256)]);
+        if (b.length > 0) {
+          b[Math.min(at, b.length - 1)] = rng.pick([0x00, 0x7d, 0x7e, 0x7f, 0x80, 0x81, 0x88, 0xff, rng.int(256)]);
+        }
         break;
       case 2: // insert random bytes
         b = Buffer.concat([b.subarray(0, at), rng.bytes(rng.range(1, 16)), b.subarray(at)]);
@@ -533,7 +505,11 @@ function mutate(rng: Rng, input: Buffer): Buffer {
 }
 
 function mutatedCase(rng: Rng, limit: number): FuzzCase {
-  const base = rng.chance(0.5) ? validCase(rng, limit) : rng.chance(0.5) ? invalidCase(rng, limit) : randomFramesCase(rng, limit);
+  const base = rng.chance(0.5)
+    ? validCase(rng, limit)
+    : rng.chance(0.5)
+      ? invalidCase(rng, limit)
+      : randomFramesCase(rng, limit);
   return { kind: 'mutated', note: `mutated ${base.kind}`, maxMessageBytes: limit, bytes: mutate(rng, base.bytes) };
 }
 
@@ -573,7 +549,12 @@ export function chunkings(rng: Rng, length: number): number[][] {
     fine = Array.from({ length: Math.max(0, length - 1) }, (_, i) => i + 1);
   } else {
     const w = rng.int(length - WINDOW);
-    fine = [...cuts(Math.max(2, length >> 2), 0, w), w, ...Array.from({ length: WINDOW }, (_, i) => w + 1 + i), ...cuts(Math.max(2, length >> 2), w + WINDOW + 1)];
+    fine = [
+      ...cuts(Math.max(2, length >> 2), 0, w),
+      w,
+      ...Array.from({ length: WINDOW }, (_, i) => w + 1 + i),
+      ...cuts(Math.max(2, length >> 2), w + WINDOW + 1),
+    ];
     fine = fine.filter((at, i) => at > 0 && at < length && (i === 0 || at > fine[i - 1]!));
   }
   return [fine, cuts(length <= 300 ? 16 : Math.ceil(length / 20)), cuts(Math.max(2, length >> 1))];

@@ -8,7 +8,7 @@
  */
 import type { RespParserOptions } from '../../src/redis/resp-parser';
 import { RedisReplyError, VerbatimString, type RespValue } from '../../src/redis/values';
-import { mulberry32, type Rng } from './fuzz';
+import { mulberry32, type Rng } from './rng';
 
 // ---------------------------------------------------------------------------------------------
 // What the parser reports, in order

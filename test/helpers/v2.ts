@@ -3,7 +3,7 @@
  * keeps (the last offset it saw in each stream, for a resume). Built on the chat peer, over real sockets.
  */
 import { expect } from 'vitest';
-import { openChat, type ChatClient } from './chat';
+import { ChatPeer, type ChatMsg } from './chat';
 
 /** Any message the server sends, as parsed JSON. */
 export type Msg = Record<string, unknown> & { type: string };
@@ -19,32 +19,35 @@ export interface Position {
   offset: number;
 }
 
+/** The chat peer records the lesson's shape; v2 messages have other fields. */
+const asMsg = (m: ChatMsg): Msg => m as unknown as Msg;
+
 /** Opens /ws and says hello; resolves with the peer and its welcome. */
 export async function hello(
   port: number,
   name: string,
   extra: { token?: string; resume?: Record<string, Position> } = {},
-): Promise<{ peer: ChatClient; welcome: Welcome }> {
-  const peer = await openChat(port);
+): Promise<{ peer: ChatPeer; welcome: Welcome }> {
+  const peer = await ChatPeer.open(port);
   peer.send(JSON.stringify({ type: 'hello', name, ...extra }));
-  const welcome = (await peer.next((m) => (m as unknown as Msg).type === 'welcome')) as unknown as Welcome;
+  const welcome = (await peer.next((m) => asMsg(m).type === 'welcome')) as unknown as Welcome;
   return { peer, welcome };
 }
 
 /** Sends a v2 request. */
-export function request(peer: ChatClient, body: Record<string, unknown>): void {
+export function request(peer: ChatPeer, body: Record<string, unknown>): void {
   peer.send(JSON.stringify(body));
 }
 
 /** The next message after the last one read that satisfies `match` (a type, or a predicate). */
-export async function next(peer: ChatClient, match: string | ((m: Msg) => boolean)): Promise<Msg> {
+export async function next(peer: ChatPeer, match: string | ((m: Msg) => boolean)): Promise<Msg> {
   const test = typeof match === 'string' ? (m: Msg) => m.type === match : match;
-  return (await peer.next((m) => test(m as unknown as Msg))) as unknown as Msg;
+  return asMsg(await peer.next((m) => test(asMsg(m))));
 }
 
 /** Everything received so far, as parsed JSON. */
-export function all(peer: ChatClient): Msg[] {
-  return peer.received() as unknown as Msg[];
+export function all(peer: ChatPeer): Msg[] {
+  return peer.received().map(asMsg);
 }
 
 /**
@@ -61,7 +64,7 @@ export function expectStored(m: Msg, expected: Record<string, unknown>): void {
 }
 
 /** The last position seen in each stream, from every stored message received so far. */
-export function positions(peer: ChatClient): Record<string, Position> {
+export function positions(peer: ChatPeer): Record<string, Position> {
   const out: Record<string, Position> = {};
   for (const m of all(peer)) {
     if (m.type === 'welcome') {
