@@ -27,6 +27,7 @@ import {
   type FuzzCase,
   type ParseEvent,
 } from './helpers/fuzz';
+import { installProbe, probe, removeProbe } from './helpers/alloc-probe';
 import { mulberry32 } from './helpers/rng';
 
 /** `npm test`: these run seeds every time (repeatable), plus one random run seed (exploration). */
@@ -50,50 +51,7 @@ const FUZZ_SEED = envNumber('FUZZ_SEED');
 const RANDOM_RUN_SEED = (Date.now() ^ (process.pid << 16)) >>> 0;
 const LONG_RUN = FUZZ_CASES !== undefined || FUZZ_SECONDS !== undefined;
 
-// ---- allocation probe: every Buffer allocation made inside push() is checked against a bound ----
-
-interface Probe {
-  active: boolean;
-  /** Largest allowed allocation for the push() in progress. */
-  bound: number;
-  largest: number;
-  count: number;
-  violation: string | undefined;
-}
-
-const probe: Probe = { active: false, bound: 0, largest: 0, count: 0, violation: undefined };
-const originals = { alloc: Buffer.alloc, allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow };
-
-function record(size: number, how: string): void {
-  probe.count++;
-  if (size > probe.largest) probe.largest = size;
-  if (size > probe.bound && probe.violation === undefined) {
-    probe.violation = `Buffer.${how}(${size}) above the bound ${probe.bound}`;
-  }
-}
-
-function installProbe(): void {
-  // A local monkeypatch (cheaper than vi.spyOn on a hot path), restored in afterEach.
-  Buffer.alloc = ((size: number, ...rest: unknown[]) => {
-    if (probe.active) record(size, 'alloc');
-    return (originals.alloc as (...a: unknown[]) => Buffer)(size, ...rest);
-  }) as typeof Buffer.alloc;
-  Buffer.allocUnsafe = ((size: number) => {
-    if (probe.active) record(size, 'allocUnsafe');
-    return originals.allocUnsafe(size);
-  }) as typeof Buffer.allocUnsafe;
-  Buffer.allocUnsafeSlow = ((size: number) => {
-    if (probe.active) record(size, 'allocUnsafeSlow');
-    return originals.allocUnsafeSlow(size);
-  }) as typeof Buffer.allocUnsafeSlow;
-}
-
-function removeProbe(): void {
-  Buffer.alloc = originals.alloc;
-  Buffer.allocUnsafe = originals.allocUnsafe;
-  Buffer.allocUnsafeSlow = originals.allocUnsafeSlow;
-  probe.active = false;
-}
+// ---- allocation probe (helpers/alloc-probe.ts): every Buffer allocation inside push() is bounded ----
 
 /** The parser's private message buffer, read for property 3 (white-box on purpose). */
 interface ParserInternals {

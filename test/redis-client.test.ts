@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisClientError, RedisReplyError, RedisScript, VerbatimString } from '../src/redis';
 import type { RedisClientEvents, RedisClientOptions, RespValue } from '../src/redis';
 import { within } from './helpers/wait';
-import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
+import { findRedisServer, sharedRedis, startRedis, type RedisServer } from './helpers/redis-server';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 
 const binary = findRedisServer();
@@ -85,19 +85,10 @@ afterEach(async () => {
 });
 
 describe.skipIf(binary === undefined)('RedisClient with a real redis-server', () => {
+  const redis = sharedRedis();
   let server: RedisServer;
   let admin: RedisClient;
-
-  beforeAll(async () => {
-    server = await startRedis();
-    admin = new RedisClient(server.url());
-    await admin.connect();
-  });
-
-  afterAll(async () => {
-    await admin?.close();
-    await server?.dispose();
-  });
+  beforeAll(() => ({ server, admin } = redis));
 
   describe('pipelining', () => {
     it('answers 10,000 commands sent in one turn in order, in one socket write', async () => {

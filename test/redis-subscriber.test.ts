@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisReplyError, RedisSubscriber } from '../src/redis';
 import type { RedisClientOptions, RedisSubscriberEvents } from '../src/redis';
 import { waitUntil, within } from './helpers/wait';
-import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
+import { findRedisServer, sharedRedis, startRedis, type RedisServer } from './helpers/redis-server';
 import { startTcpProxy } from './helpers/tcp-proxy';
 
 const binary = findRedisServer();
@@ -55,19 +55,10 @@ afterEach(async () => {
 });
 
 describe.skipIf(binary === undefined)('RedisSubscriber with a real redis-server', () => {
+  const redis = sharedRedis();
   let server: RedisServer;
   let admin: RedisClient;
-
-  beforeAll(async () => {
-    server = await startRedis();
-    admin = new RedisClient(server.url());
-    await admin.connect();
-  });
-
-  afterAll(async () => {
-    await admin?.close();
-    await server?.dispose();
-  });
+  beforeAll(() => ({ server, admin } = redis));
 
   for (const protocol of [3, 2] as const) {
     it(`RESP${protocol}: messages and pattern messages, confirmed before subscribe() resolves`, async () => {

@@ -21,6 +21,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RespParser } from '../src/redis/resp-parser';
 import type { RespValue } from '../src/redis/values';
 import { caseSeed, chunkings } from './helpers/fuzz';
+import { installProbe, probe, removeProbe } from './helpers/alloc-probe';
 import { mulberry32 } from './helpers/rng';
 import { diffEvents, generateRespCase, type RespEvent, type RespFuzzCase } from './helpers/resp-fuzz';
 
@@ -47,38 +48,6 @@ const RUN_SEED = envNumber('FUZZ_SEED') ?? (Date.now() ^ (process.pid << 16)) >>
 const LONG_RUN = FUZZ_CASES !== undefined || FUZZ_SECONDS !== undefined;
 
 // ---- allocation probe (as in fuzz.test.ts): every Buffer allocated inside push() is checked ----
-
-const probe = { active: false, bound: 0, violation: undefined as string | undefined, count: 0 };
-const originals = { alloc: Buffer.alloc, allocUnsafe: Buffer.allocUnsafe, allocUnsafeSlow: Buffer.allocUnsafeSlow };
-
-function record(size: number, how: string): void {
-  probe.count++;
-  if (size > probe.bound && probe.violation === undefined) {
-    probe.violation = `Buffer.${how}(${size}) above the bound ${probe.bound}`;
-  }
-}
-
-function installProbe(): void {
-  Buffer.alloc = ((size: number, ...rest: unknown[]) => {
-    if (probe.active) record(size, 'alloc');
-    return (originals.alloc as (...a: unknown[]) => Buffer)(size, ...rest);
-  }) as typeof Buffer.alloc;
-  Buffer.allocUnsafe = ((size: number) => {
-    if (probe.active) record(size, 'allocUnsafe');
-    return originals.allocUnsafe(size);
-  }) as typeof Buffer.allocUnsafe;
-  Buffer.allocUnsafeSlow = ((size: number) => {
-    if (probe.active) record(size, 'allocUnsafeSlow');
-    return originals.allocUnsafeSlow(size);
-  }) as typeof Buffer.allocUnsafeSlow;
-}
-
-function removeProbe(): void {
-  Buffer.alloc = originals.alloc;
-  Buffer.allocUnsafe = originals.allocUnsafe;
-  Buffer.allocUnsafeSlow = originals.allocUnsafeSlow;
-  probe.active = false;
-}
 
 // ---- one parse ----
 
