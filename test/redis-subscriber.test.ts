@@ -7,7 +7,7 @@
  * Without redis-server the file is skipped (redis-client.test.ts fails in CI when it is missing).
  */
 import { once } from 'node:events';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisReplyError, RedisSubscriber } from '../src/redis';
 import type { RedisClientOptions, RedisSubscriberEvents } from '../src/redis';
 import { waitUntil, within } from './helpers/wait';
