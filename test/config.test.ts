@@ -41,6 +41,12 @@ describe('loadConfig: defaults', () => {
       maxRooms: 1000,
       maxRoomsPerClient: 20,
       resumeGraceMs: 5000,
+      tlsCertFile: '',
+      tlsKeyFile: '',
+      trustProxy: [],
+      maxConnectionsPerIp: 0,
+      handshakeRatePerIp: 0,
+      logFormat: 'text',
     } satisfies Config);
   });
 
@@ -48,7 +54,9 @@ describe('loadConfig: defaults', () => {
     const env: Record<string, string> = {};
     for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
       'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
-      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS']) {
+      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS',
+      'TLS_CERT_FILE', 'TLS_KEY_FILE', 'TRUST_PROXY', 'MAX_CONNECTIONS_PER_IP', 'HANDSHAKE_RATE_PER_IP',
+      'LOG_FORMAT']) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -125,13 +133,18 @@ describe('loadConfig: every variable parses', () => {
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
         JOIN_TIMEOUT_MS: '7000', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3', MAX_ROOMS_PER_CLIENT: '2',
-        RESUME_GRACE_MS: '100',
+        RESUME_GRACE_MS: '100', TLS_CERT_FILE: '/etc/wschat/cert.pem', TLS_KEY_FILE: '/etc/wschat/key.pem',
+        TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1', MAX_CONNECTIONS_PER_IP: '4', HANDSHAKE_RATE_PER_IP: '2',
+        LOG_FORMAT: 'json',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
       joinTimeoutMs: 7000, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2, resumeGraceMs: 100,
+      tlsCertFile: '/etc/wschat/cert.pem', tlsKeyFile: '/etc/wschat/key.pem',
+      trustProxy: ['127.0.0.1/32', '10.0.0.0/8', '::1/128'], maxConnectionsPerIp: 4, handshakeRatePerIp: 2,
+      logFormat: 'json',
     });
   });
 });
