@@ -18,7 +18,10 @@ afterEach(async () => {
 });
 
 /** Sends an upgrade request with extra headers; resolves with the response (the socket stays open on 101). */
-async function upgradeWith(path: string, headers: Record<string, string> = {}): Promise<{ client: RawClient; head: string; body: string; status: number }> {
+async function upgradeWith(
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ client: RawClient; head: string; body: string; status: number }> {
   const client = await RawClient.open(server!.port);
   clients.push(client);
   client.write(upgradeRequest(server!.port, path, headers));
@@ -107,7 +110,10 @@ describe('the client address behind a proxy (TRUST_PROXY)', () => {
     const again = await upgradeWith('/echo', { 'X-Forwarded-For': '192.0.2.1' });
     expect(again.status).toBe(429);
     expect(await server.logged(/^refused /)).toMatch(
-      /^refused peer=192\.0\.2\.1 via=127\.0\.0\.1:\d+ path=\/echo status=429 reason="connections per address limit 1"$/,
+      new RegExp(
+        String.raw`^refused peer=192\.0\.2\.1 via=127\.0\.0\.1:\d+ path=/echo status=429 ` +
+          String.raw`reason="connections per address limit 1"$`,
+      ),
     );
   });
 

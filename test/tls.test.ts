@@ -67,7 +67,9 @@ function run(args: readonly string[], env: Record<string, string>, input?: strin
   });
   child.stderr.setEncoding('utf8').on('data', (s: string) => (p.stderr += s));
   void p.exit.then((code) => {
-    for (const w of watchers) w.reject(new Error(`exited (${code}) before printing ${w.pattern}: ${p.stdout}${p.stderr}`));
+    for (const w of watchers) {
+      w.reject(new Error(`exited (${code}) before printing ${w.pattern}: ${p.stdout}${p.stderr}`));
+    }
   });
   if (input !== undefined) child.stdin.end(input);
   return p;
@@ -176,7 +178,8 @@ describe.skipIf(openssl === undefined)('TLS', () => {
   it('our client checks the certificate: without the CA it refuses to talk', async () => {
     install(a);
     const port = await start();
-    await expect(connect(`wss://127.0.0.1:${port}/echo`)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    const url = `wss://127.0.0.1:${port}/echo`;
+    await expect(connect(url)).rejects.toMatchObject({ code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
     await expect(connect(`wss://127.0.0.1:${port}/echo`, { ca: b.pem })).rejects.toThrow(/self-signed certificate/);
     await echoes(await wss(port, a.pem), 'trusted');
   });
@@ -200,14 +203,15 @@ describe.skipIf(openssl === undefined)('TLS', () => {
     expect(untrusted.stdout.startsWith('{"error":true}\n')).toBe(true); // the certificate refused: no echo
   });
 
-  it('the terminal client speaks wss:// (the CA from NODE_EXTRA_CA_CERTS), and says why it cannot without it', async () => {
+  it('the terminal client speaks wss:// (CA from NODE_EXTRA_CA_CERTS), and says why it cannot without', async () => {
     install(a);
     const port = await start();
     const bob = new ChatClient(await wss(port, a.pem, '/ws'));
     bob.send('bob');
     await bob.next(joined('bob'));
     const url = `wss://127.0.0.1:${port}/ws`;
-    const cli = run(['dist/client.js', url, 'carol'], { NODE_EXTRA_CA_CERTS: a.certFile, NO_COLOR: '1' }, 'hi over wss\n');
+    const env = { NODE_EXTRA_CA_CERTS: a.certFile, NO_COLOR: '1' };
+    const cli = run(['dist/client.js', url, 'carol'], env, 'hi over wss\n');
     procs.push(cli);
     await bob.next(chatFrom('carol', 'hi over wss'));
     expect(await cli.exit).toBe(0);
@@ -251,7 +255,9 @@ describe.skipIf(openssl === undefined)('TLS', () => {
     );
     rmSync(live.key);
     expect(app!.reloadCertificate()).toBe(false);
-    expect(lines.at(-1)).toBe(`tls_reload_failed reason="TLS_KEY_FILE: cannot read ${live.key}: ENOENT" kept="${a.fingerprint}"`);
+    expect(lines.at(-1)).toBe(
+      `tls_reload_failed reason="TLS_KEY_FILE: cannot read ${live.key}: ENOENT" kept="${a.fingerprint}"`,
+    );
 
     expect(await certificateSeen(port)).toBe(a.fingerprint);
     await echoes(before, 'still here');
@@ -276,11 +282,13 @@ describe.skipIf(openssl === undefined)('TLS', () => {
     expect(() => loadConfig({ TLS_KEY_FILE: a.keyFile })).toThrow('TLS_CERT_FILE: is needed with TLS_KEY_FILE');
   });
 
-  it('node dist/server.js: SIGHUP swaps the certificate without dropping connections; exit 2 for a bad one', async () => {
+  it('node dist/server.js: SIGHUP swaps the certificate, connections stay; exit 2 for a bad one', async () => {
     install(a);
     const server = run(['dist/server.js'], { PORT: '0', HOST: '127.0.0.1', ...tlsEnv() });
     procs.push(server);
-    const [, port] = await server.printed(/Z listening on https:\/\/127\.0\.0\.1:(\d+) \(chat: wss:\/\/127\.0\.0\.1:\d+\/ws\)\n/);
+    const [, port] = await server.printed(
+      /Z listening on https:\/\/127\.0\.0\.1:(\d+) \(chat: wss:\/\/127\.0\.0\.1:\d+\/ws\)\n/,
+    );
     const before = await wss(Number(port), a.pem);
 
     install(b);
