@@ -2,20 +2,15 @@
  * Self-signed certificates for the TLS tests, made by Debian's `openssl` (never checked in): an EC P-256
  * key and a certificate for `localhost` and 127.0.0.1, in a temporary directory.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { findBinary } from './binaries';
 
-const CANDIDATES = [process.env.OPENSSL, '/usr/bin/openssl', 'openssl'];
-
-/** The openssl binary, or undefined when none is installed. */
+/** The openssl binary ($OPENSSL first), or undefined when none is installed. */
 export function findOpenssl(): string | undefined {
-  for (const candidate of CANDIDATES) {
-    if (candidate === undefined || candidate === '') continue;
-    if (spawnSync(candidate, ['version'], { stdio: 'ignore' }).status === 0) return candidate;
-  }
-  return undefined;
+  return findBinary([process.env.OPENSSL, '/usr/bin/openssl', 'openssl'], ['version']);
 }
 
 export interface TestCertificate {

@@ -5,12 +5,13 @@
  * The configuration a reader copies (the README's "Behind a reverse proxy") is rendered from the same
  * functions with production values, so what the README shows is what the tests run.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitUntil } from './abuse';
+import { findBinary } from './binaries';
 import { freePort } from './redis-server';
 
 export type ProxyKind = 'nginx' | 'haproxy';
@@ -108,13 +109,9 @@ const BINARIES: Record<ProxyKind, readonly (string | undefined)[]> = {
   haproxy: [process.env.HAPROXY, '/usr/sbin/haproxy', 'haproxy'],
 };
 
-/** The proxy's binary, or undefined when it is not installed. */
+/** The proxy's binary ($NGINX, $HAPROXY first), or undefined when it is not installed. */
 export function findProxy(kind: ProxyKind): string | undefined {
-  for (const candidate of BINARIES[kind]) {
-    if (candidate === undefined || candidate === '') continue;
-    if (spawnSync(candidate, ['-v'], { stdio: 'ignore' }).status === 0) return candidate;
-  }
-  return undefined;
+  return findBinary(BINARIES[kind], ['-v']);
 }
 
 export interface RunningProxy {
