@@ -125,7 +125,7 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE
     // The server echoes the code (no reason) and closes TCP: a clean close on the client's side.
     expect(result.close).toEqual({ code: 4000, reason: '', wasClean: true });
     // The server's CloseInfo saw the client's code and reason.
-    expect(await disconnected).toBe('disconnect path=/echo code=4000 reason="interop done ✓"');
+    expect(await disconnected).toMatch(/^disconnect path=\/echo code=4000 reason="interop done ✓" peer=127\.0\.0\.1:\d+$/);
   });
 
   it('a message above MAX_MESSAGE_BYTES is closed with 1009', async () => {
