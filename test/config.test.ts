@@ -232,3 +232,38 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     }
   });
 });
+
+describe('loadConfig: operations (TLS, proxies, per-address limits, log format)', () => {
+  it('TRUST_PROXY: addresses and CIDR ranges, normalised; anything else names the entry', () => {
+    expect(loadConfig({ TRUST_PROXY: ' 10.1.2.3/8 , ::ffff:127.0.0.1,2001:DB8::/32 ' }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1/32',
+      '2001:db8::/32',
+    ]);
+    expect(configError({ TRUST_PROXY: '127.0.0.1, localhost' }).message).toBe(
+      'TRUST_PROXY: "localhost" is not an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32',
+    );
+    expect(configError({ TRUST_PROXY: '10.0.0.0/33' }).variable).toBe('TRUST_PROXY');
+  });
+
+  it('per-address limits: whole numbers, 0 is off', () => {
+    expect(loadConfig({ MAX_CONNECTIONS_PER_IP: '0', HANDSHAKE_RATE_PER_IP: '0' })).toMatchObject({
+      maxConnectionsPerIp: 0,
+      handshakeRatePerIp: 0,
+    });
+    expect(configError({ MAX_CONNECTIONS_PER_IP: '-1' }).message).toBe(
+      'MAX_CONNECTIONS_PER_IP: expected a whole number from 0 to 1000000, got "-1"',
+    );
+    expect(configError({ HANDSHAKE_RATE_PER_IP: '2.5' }).variable).toBe('HANDSHAKE_RATE_PER_IP');
+  });
+
+  it('LOG_FORMAT: text or json, in any letter case', () => {
+    expect(loadConfig({ LOG_FORMAT: 'JSON' }).logFormat).toBe('json');
+    expect(configError({ LOG_FORMAT: 'yaml' }).message).toBe('LOG_FORMAT: expected text or json, got "yaml"');
+  });
+
+  it('TLS_CERT_FILE and TLS_KEY_FILE come together (the files are checked when the server starts)', () => {
+    expect(configError({ TLS_CERT_FILE: '/x/cert.pem' }).message).toBe('TLS_KEY_FILE: is needed with TLS_CERT_FILE');
+    expect(configError({ TLS_KEY_FILE: '/x/key.pem' }).message).toBe('TLS_CERT_FILE: is needed with TLS_KEY_FILE');
+  });
+});

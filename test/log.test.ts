@@ -2,6 +2,8 @@
  * Log lines (src/log.ts): one event and its fields, as text (key=value, as grepped by people and tests)
  * or as JSON (LOG_FORMAT=json, one object per line); both say the same thing.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createApp } from '../src/http/app';
@@ -91,3 +93,31 @@ describe('LOG_FORMAT=json in the app', () => {
 function order(e: Record<string, unknown>): number {
   return e.origin !== undefined ? 3 : e.event === 'connect' ? 0 : e.event === 'refused' ? 1 : 2;
 }
+
+describe('LOG_FORMAT=json, node dist/server.js', () => {
+  it('every line on stdout is one JSON object, from listening to shutdown', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const env = { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_FORMAT: 'json' };
+    const child = spawn(process.execPath, ['dist/server.js'], { cwd: root, env });
+    let out = '';
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await new Promise<void>((resolve) =>
+      child.stdout.setEncoding('utf8').on('data', (s: string) => {
+        out += s;
+        if (out.includes('"event":"listening"')) resolve();
+      }),
+    );
+    const port = Number(/"url":"http:\/\/127\.0\.0\.1:(\d+)"/.exec(out)![1]);
+    const echo = await connect(`ws://127.0.0.1:${port}/echo`);
+    echo.close(1000, 'bye');
+    await echo.closed;
+    await waitUntil(() => out.includes('"event":"disconnect"'), 'the disconnect line');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const events = out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.map((e) => e.event)).toEqual(['listening', 'connect', 'disconnect', 'shutdown']);
+    expect(events[0]).toMatchObject({ level: 'info', url: `http://127.0.0.1:${port}`, chat: `ws://127.0.0.1:${port}/ws` });
+    expect(events[2]).toMatchObject({ path: '/echo', code: 1000, reason: 'bye' });
+    expect(events[3]).toMatchObject({ signal: 'SIGTERM' });
+  });
+});
