@@ -116,7 +116,8 @@ describe('LOG_FORMAT=json, node dist/server.js', () => {
     expect(await exited).toBe(0);
     const events = out.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.map((e) => e.event)).toEqual(['listening', 'connect', 'disconnect', 'shutdown']);
-    expect(events[0]).toMatchObject({ level: 'info', url: `http://127.0.0.1:${port}`, chat: `ws://127.0.0.1:${port}/ws` });
+    const where = `127.0.0.1:${port}`;
+    expect(events[0]).toMatchObject({ level: 'info', url: `http://${where}`, chat: `ws://${where}/ws` });
     expect(events[2]).toMatchObject({ path: '/echo', code: 1000, reason: 'bye' });
     expect(events[3]).toMatchObject({ signal: 'SIGTERM' });
   });
