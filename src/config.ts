@@ -5,6 +5,8 @@
  */
 
 import { isIP } from 'node:net';
+import { formatCidr, parseCidr } from './http/client-address';
+import { LOG_FORMATS, type LogFormat } from './log';
 
 export interface Config {
   /** TCP port to listen on (0 picks a free one). */
@@ -45,6 +47,17 @@ export interface Config {
   readonly resumeGraceMs: number;
   /** After sending a close frame, time the peer has to answer before its socket is destroyed. */
   readonly closeTimeoutMs: number;
+  /** PEM certificate (chain) and key files: serve https:// and wss://; empty for plain http:// and ws://. */
+  readonly tlsCertFile: string;
+  readonly tlsKeyFile: string;
+  /** Proxies (addresses and CIDR ranges, normalised) whose X-Forwarded-For names the client. */
+  readonly trustProxy: readonly string[];
+  /** WebSocket connections open at once from one client address; 0: no limit. */
+  readonly maxConnectionsPerIp: number;
+  /** WebSocket upgrades per second from one client address; 0: no limit. */
+  readonly handshakeRatePerIp: number;
+  /** One line per event: `text` (key=value) or `json` (one object per line). */
+  readonly logFormat: LogFormat;
 }
 
 export class ConfigError extends Error {
@@ -74,6 +87,12 @@ export const DEFAULTS: Config = Object.freeze({
   maxRoomsPerClient: 20,
   resumeGraceMs: 5000,
   closeTimeoutMs: 5_000,
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  trustProxy: Object.freeze([]) as readonly string[],
+  maxConnectionsPerIp: 0,
+  handshakeRatePerIp: 0,
+  logFormat: 'text',
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -112,6 +131,40 @@ function origins(env: Env, name: string): readonly string[] | '*' {
     }
   }
   return Object.freeze(list.map((o) => new URL(o).origin));
+}
+
+/** TRUST_PROXY: comma-separated addresses and CIDR ranges, IPv4 or IPv6. */
+function proxies(env: Env, name: string): readonly string[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return DEFAULTS.trustProxy;
+  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return Object.freeze(
+    list.map((entry) => {
+      const cidr = parseCidr(entry);
+      if (cidr === undefined) {
+        const why = 'is not an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32';
+        throw new ConfigError(name, `${JSON.stringify(entry)} ${why}`);
+      }
+      return formatCidr(cidr);
+    }),
+  );
+}
+
+/** TLS_CERT_FILE and TLS_KEY_FILE go together (the files themselves are read by the server: src/http/tls.ts). */
+function tlsFiles(env: Env): { tlsCertFile: string; tlsKeyFile: string } {
+  const tlsCertFile = (env.TLS_CERT_FILE ?? '').trim();
+  const tlsKeyFile = (env.TLS_KEY_FILE ?? '').trim();
+  if (tlsCertFile !== '' && tlsKeyFile === '') throw new ConfigError('TLS_KEY_FILE', 'is needed with TLS_CERT_FILE');
+  if (tlsKeyFile !== '' && tlsCertFile === '') throw new ConfigError('TLS_CERT_FILE', 'is needed with TLS_KEY_FILE');
+  return { tlsCertFile, tlsKeyFile };
+}
+
+function logFormat(env: Env, name: string): LogFormat {
+  const raw = (env[name] ?? '').trim();
+  if (raw === '') return DEFAULTS.logFormat;
+  const format = LOG_FORMATS.find((f) => f === raw.toLowerCase());
+  if (format === undefined) throw new ConfigError(name, `expected text or json, got ${JSON.stringify(env[name])}`);
+  return format;
 }
 
 /** Reads the environment. Throws ConfigError naming the first bad variable. */
@@ -159,5 +212,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxRoomsPerClient: integer(env, 'MAX_ROOMS_PER_CLIENT', DEFAULTS.maxRoomsPerClient, 1, 1000),
     resumeGraceMs: integer(env, 'RESUME_GRACE_MS', DEFAULTS.resumeGraceMs, 0, 3_600_000),
     closeTimeoutMs: integer(env, 'CLOSE_TIMEOUT_MS', DEFAULTS.closeTimeoutMs, 100, 3_600_000),
+    ...tlsFiles(env),
+    trustProxy: proxies(env, 'TRUST_PROXY'),
+    maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', DEFAULTS.maxConnectionsPerIp, 0, 1_000_000),
+    handshakeRatePerIp: integer(env, 'HANDSHAKE_RATE_PER_IP', DEFAULTS.handshakeRatePerIp, 0, 1_000_000),
+    logFormat: logFormat(env, 'LOG_FORMAT'),
   });
 }

@@ -5,29 +5,35 @@
  *   node dist/server.js          PORT=9000 node dist/server.js          (see README: Configuration)
  */
 import { ConfigError, loadConfig, type Config } from './config';
-import { createApp } from './http/app';
-import { consoleLogger } from './log';
+import { createApp, type App } from './http/app';
+import { consoleLogger, stdoutLogger } from './log';
 
 /** SIGINT/SIGTERM: clients get 1001 and the process exits 0 within this budget. */
 const SHUTDOWN_BUDGET_MS = 2_000;
 
+function invalid(error: unknown): never {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`wschat: invalid configuration: ${error.message}\n`);
+  process.exit(2);
+}
+
 async function main(): Promise<void> {
   let config: Config;
+  let app: App;
   try {
     config = loadConfig();
+    // Text lines get their time from the console; a JSON line carries its own.
+    app = createApp(config, config.logFormat === 'json' ? stdoutLogger : consoleLogger);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`wschat: invalid configuration: ${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
+    invalid(error);
   }
-
-  const app = createApp(config, consoleLogger);
+  const log = app.log;
   try {
     const address = await app.listen();
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    consoleLogger(`listening on http://${host}:${address.port} (chat: ws://${host}:${address.port}/ws)`);
+    const tls = config.tlsCertFile !== '';
+    const url = `${tls ? 'https' : 'http'}://${host}:${address.port}`;
+    log('listening', { url, chat: `${tls ? 'wss' : 'ws'}://${host}:${address.port}/ws` });
   } catch (error) {
     const where = `${config.host || '*'}:${config.port}`;
     process.stderr.write(`wschat: cannot listen on ${where}: ${(error as Error).message}\n`);
@@ -38,7 +44,7 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    consoleLogger(`${signal}: shutting down`);
+    log('shutdown', { signal });
     // Whatever happens, be gone within the budget; say so when it took that (a clean stop never does).
     setTimeout(() => {
       process.stderr.write(`wschat: shutdown did not finish within ${SHUTDOWN_BUDGET_MS} ms: exiting anyway\n`);
@@ -51,6 +57,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP reloads the certificate (new connections get it, open ones stay). Without TLS it keeps its
+  // default meaning (the process ends), as before.
+  if (config.tlsCertFile !== '') process.on('SIGHUP', () => app.reloadCertificate());
 }
 
 void main();

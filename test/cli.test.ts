@@ -126,7 +126,8 @@ describe('wschat-client against a real server', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     // Its own join notice and the echo of its broadcast, plain (stdout is a pipe: no colours).
     expect(untimed(stdout)).toBe('T --> alice joined the chat\nT alice: hello\n');
-    expect((await server.logged(/disconnect name="alice"/))[0]).toMatch(/ code=1000 reason="" sent=1000$/);
+    const [line] = await server.logged(/disconnect name="alice"/);
+    expect(line).toMatch(/ code=1000 reason="" sent=1000 peer=127\.0\.0\.1:\d+$/);
   });
 
   it('piped: a file longer than the server\'s burst arrives whole (the client keeps to the rate limit)', async () => {
@@ -274,8 +275,7 @@ describe('wschat-client without a server', () => {
     [[], 'missing arguments'],
     [['ws://127.0.0.1:1/ws'], 'missing arguments'],
     [['ws://127.0.0.1:1/ws', 'alice', 'extra'], 'too many arguments'],
-    [['http://127.0.0.1:1/ws', 'alice'], 'not a ws:// URL: http://127.0.0.1:1/ws'],
-    [['wss://127.0.0.1:1/ws', 'alice'], 'wss:// is not supported (this client speaks plain ws://)'],
+    [['http://127.0.0.1:1/ws', 'alice'], 'not a ws:// or wss:// URL: http://127.0.0.1:1/ws'],
     [['not a url', 'alice'], 'not a URL: not a url'],
   ])('usage error %j: exit 2, the problem and the usage on stderr', async (args, problem) => {
     const { code, stdout, stderr } = await runClient(args).exit;
@@ -387,6 +387,9 @@ describe('colours, arguments and error lines', () => {
     expect(parseArgs(['-h'])).toEqual({ kind: 'help' });
     expect(clientsUrl(new URL('ws://localhost:8080/ws')).href).toBe('http://localhost:8080/clients');
     expect(clientsUrl(new URL('ws://[::1]:9000/chat/ws?x=1')).href).toBe('http://[::1]:9000/chat/clients');
+    const secure = new URL('wss://chat.example/ws');
+    expect(parseArgs(['wss://chat.example/ws', 'alice'])).toEqual({ kind: 'run', url: secure, name: 'alice' });
+    expect(clientsUrl(secure).href).toBe('https://chat.example/clients');
   });
 
   it('describes closes and connection failures in one line', () => {

@@ -42,6 +42,12 @@ describe('loadConfig: defaults', () => {
       maxRoomsPerClient: 20,
       resumeGraceMs: 5000,
       closeTimeoutMs: 5_000,
+      tlsCertFile: '',
+      tlsKeyFile: '',
+      trustProxy: [],
+      maxConnectionsPerIp: 0,
+      handshakeRatePerIp: 0,
+      logFormat: 'text',
     } satisfies Config);
   });
 
@@ -51,6 +57,8 @@ describe('loadConfig: defaults', () => {
     names.push('PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS', 'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS');
     names.push('MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS', 'CLOSE_TIMEOUT_MS');
     names.push('HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS');
+    names.push('TLS_CERT_FILE', 'TLS_KEY_FILE', 'TRUST_PROXY', 'MAX_CONNECTIONS_PER_IP', 'HANDSHAKE_RATE_PER_IP');
+    names.push('LOG_FORMAT');
     for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
@@ -141,14 +149,18 @@ describe('loadConfig: every variable parses', () => {
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
         JOIN_TIMEOUT_MS: '7000', CLOSE_TIMEOUT_MS: '2500', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3',
-        MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100',
+        MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100', TLS_CERT_FILE: '/etc/wschat/cert.pem',
+        TLS_KEY_FILE: '/etc/wschat/key.pem', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1', MAX_CONNECTIONS_PER_IP: '4',
+        HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
       joinTimeoutMs: 7000, closeTimeoutMs: 2500, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2,
-      resumeGraceMs: 100,
+      resumeGraceMs: 100, tlsCertFile: '/etc/wschat/cert.pem', tlsKeyFile: '/etc/wschat/key.pem',
+      trustProxy: ['127.0.0.1/32', '10.0.0.0/8', '::1/128'], maxConnectionsPerIp: 4, handshakeRatePerIp: 2,
+      logFormat: 'json',
     });
   });
 });
@@ -236,5 +248,40 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
       if (saved === undefined) delete process.env.SEND_QUEUE;
       else process.env.SEND_QUEUE = saved;
     }
+  });
+});
+
+describe('loadConfig: operations (TLS, proxies, per-address limits, log format)', () => {
+  it('TRUST_PROXY: addresses and CIDR ranges, normalised; anything else names the entry', () => {
+    expect(loadConfig({ TRUST_PROXY: ' 10.1.2.3/8 , ::ffff:127.0.0.1,2001:DB8::/32 ' }).trustProxy).toEqual([
+      '10.0.0.0/8',
+      '127.0.0.1/32',
+      '2001:db8::/32',
+    ]);
+    expect(configError({ TRUST_PROXY: '127.0.0.1, localhost' }).message).toBe(
+      'TRUST_PROXY: "localhost" is not an IP address or a CIDR range like 10.0.0.0/8 or 2001:db8::/32',
+    );
+    expect(configError({ TRUST_PROXY: '10.0.0.0/33' }).variable).toBe('TRUST_PROXY');
+  });
+
+  it('per-address limits: whole numbers, 0 is off', () => {
+    expect(loadConfig({ MAX_CONNECTIONS_PER_IP: '0', HANDSHAKE_RATE_PER_IP: '0' })).toMatchObject({
+      maxConnectionsPerIp: 0,
+      handshakeRatePerIp: 0,
+    });
+    expect(configError({ MAX_CONNECTIONS_PER_IP: '-1' }).message).toBe(
+      'MAX_CONNECTIONS_PER_IP: expected a whole number from 0 to 1000000, got "-1"',
+    );
+    expect(configError({ HANDSHAKE_RATE_PER_IP: '2.5' }).variable).toBe('HANDSHAKE_RATE_PER_IP');
+  });
+
+  it('LOG_FORMAT: text or json, in any letter case', () => {
+    expect(loadConfig({ LOG_FORMAT: 'JSON' }).logFormat).toBe('json');
+    expect(configError({ LOG_FORMAT: 'yaml' }).message).toBe('LOG_FORMAT: expected text or json, got "yaml"');
+  });
+
+  it('TLS_CERT_FILE and TLS_KEY_FILE come together (the files are checked when the server starts)', () => {
+    expect(configError({ TLS_CERT_FILE: '/x/cert.pem' }).message).toBe('TLS_KEY_FILE: is needed with TLS_CERT_FILE');
+    expect(configError({ TLS_KEY_FILE: '/x/key.pem' }).message).toBe('TLS_CERT_FILE: is needed with TLS_KEY_FILE');
   });
 });

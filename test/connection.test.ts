@@ -78,7 +78,7 @@ describe('echo over raw sockets (exact bytes)', () => {
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true); // a FIN from the server, not a reset
     expect(rest.length).toBe(0);
-    await shared.t.logged(/^disconnect path=\/echo code=1000 reason="normal bye"$/);
+    await shared.t.logged(/^disconnect path=\/echo code=1000 reason="normal bye" peer=127\.0\.0\.1:\d+$/);
   });
 
   it('echoes other valid codes the same way', async () => {
@@ -97,7 +97,7 @@ describe('echo over raw sockets (exact bytes)', () => {
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true);
     expect(rest.length).toBe(0);
-    await shared.t.logged(/^disconnect path=\/echo code=1005 reason=""$/);
+    await shared.t.logged(/^disconnect path=\/echo code=1005 reason="" peer=127\.0\.0\.1:\d+$/);
   });
 
   it('ignores frames after the peer close', async () => {
@@ -164,7 +164,8 @@ describe('the server ends TCP as soon as the peer is done (§7.1.1), never by it
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true);
     expect(rest.length).toBe(0);
-    expect(await t.logged(/^disconnect path=\/echo /)).toEqual(['disconnect path=/echo code=1006 reason=""']);
+    const [line] = await t.logged(/^disconnect path=\/echo /);
+    expect(line).toMatch(/^disconnect path=\/echo code=1006 reason="" peer=127\.0\.0\.1:\d+$/);
   });
 
   it('CLOSE_TIMEOUT_MS is the time a peer that keeps its side open gets to answer our close', async () => {

@@ -357,7 +357,8 @@ describe('slow readers (the lesson: never block on the send channel)', () => {
       expect(leaveAt).toBeGreaterThan(0);
       expect(leaveAt).toBeLessThan(sent);
     }
-    expect(t.log).toContain('dropped name="slow" reason="send queue full"');
+    const dropped = /^dropped name="slow" reason="send queue full" peer=127\.0\.0\.1:\d+$/;
+    expect(t.log.some((l) => dropped.test(l))).toBe(true);
     expect(await online(t)).toEqual(['alice', 'bob']);
 
     // slow reads again: what it gets is a prefix of the stream, then close 1008 saying why (the
@@ -369,7 +370,7 @@ describe('slow readers (the lesson: never block on the send channel)', () => {
     expect(seqs).toEqual(Array.from({ length: got.length }, (_, i) => i));
     expect(slow.closeFrame()).toEqual({ code: 1008, reason: 'too slow: send queue full' });
     const [line] = await t.logged((l) => l.startsWith('disconnect name="slow"'));
-    expect(line).toBe('disconnect name="slow" code=1008 reason="" sent=1008');
+    expect(line).toMatch(/^disconnect name="slow" code=1008 reason="" sent=1008 peer=127\.0\.0\.1:\d+$/);
   });
 
   it("a dropped client's own queued messages are not broadcast after its leave notice", async () => {
@@ -402,7 +403,7 @@ describe('heartbeat at the chat level', () => {
     ghost.pause(); // no FIN, no pong: to the server it looks like a dead link
     expectMessage(await alice.next(), { type: 'leave', user: 'System', message: 'ghost left the chat' });
     const [line] = await t.logged((l) => l.startsWith('disconnect name="ghost"'));
-    expect(line).toBe('disconnect name="ghost" code=1006 reason="pong timeout"');
+    expect(line).toMatch(/^disconnect name="ghost" code=1006 reason="pong timeout" peer=127\.0\.0\.1:\d+$/);
     // alice answered every ping and is still in.
     alice.send('still here');
     await alice.next(chatFrom('alice', 'still here'));
@@ -427,11 +428,13 @@ describe('log lines', () => {
     const connects = t.log.filter((l) => l.startsWith('connect '));
     expect(connects).toHaveLength(3);
     for (const l of connects) expect(l).toMatch(/^connect peer=127\.0\.0\.1:\d+ path=\/ws$/);
-    expect(t.log.filter((l) => l.startsWith('refused '))).toEqual([
+    // Every line about a connection says where it came from (peer=, after the chat's own fields).
+    const withoutPeer = (l: string): string => l.replace(/ peer=127\.0\.0\.1:\d+$/, '');
+    expect(t.log.filter((l) => l.startsWith('refused ')).map(withoutPeer)).toEqual([
       'refused name="System" reason="the name System is reserved"',
       'refused name="alice" reason="name taken"',
     ]);
-    const disconnects = t.log.filter((l) => l.startsWith('disconnect '));
+    const disconnects = t.log.filter((l) => l.startsWith('disconnect ')).map(withoutPeer);
     expect(disconnects).toHaveLength(3);
     expect(disconnects).toContain('disconnect name="alice" code=1000 reason="" sent=1000');
     // The refused ones: we sent 1008, the client echoed it (§5.5.1).

@@ -104,7 +104,7 @@ describe('the number of header lines (64)', () => {
     refused.write(upgradeRequest(t.port, '/ws', headerLines(59)));
     expect(await refused.untilClosed()).toEqual({ ended: true, rest: Buffer.from(TOO_MANY_LINES) });
     const [line] = await t.logged(/^refused .*reason="too many header lines"/);
-    expect(line).toMatch(/^refused peer=127\.0\.0\.1:\d+ path="\/ws" reason="too many header lines"$/);
+    expect(line).toMatch(/^refused peer=127\.0\.0\.1:\d+ path=\/ws reason="too many header lines"$/);
     await undisturbed();
   });
 

@@ -1,11 +1,14 @@
 /**
- * The terminal client's command line: `wschat-client ws://host:port/ws NAME`.
+ * The terminal client's command line: `wschat-client ws://host:port/ws NAME` (or wss://).
  * Parsing is separate from main() so it can be tested without starting a process.
  */
 
 export const USAGE = `usage: wschat-client ws://HOST:PORT/ws NAME
+       wschat-client wss://HOST:PORT/ws NAME
 
-Joins the chat at the given WebSocket URL as NAME.
+Joins the chat at the given WebSocket URL as NAME (wss://: over TLS; a
+certificate your system does not trust can be added with
+NODE_EXTRA_CA_CERTS=cert.pem).
   Type a line to send it to everyone, "@user text" for a private message.
   Commands: /who (who is online), /help, /quit (or Ctrl-C, Ctrl-D).
   With stdin not a terminal (a pipe, a file), every line is sent and the
@@ -33,21 +36,20 @@ export function parseArgs(argv: readonly string[]): Args {
   } catch {
     return { kind: 'usage-error', problem: `not a URL: ${rawUrl}` };
   }
-  if (url.protocol === 'wss:') {
-    return { kind: 'usage-error', problem: 'wss:// is not supported (this client speaks plain ws://)' };
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    return { kind: 'usage-error', problem: `not a ws:// or wss:// URL: ${rawUrl}` };
   }
-  if (url.protocol !== 'ws:') return { kind: 'usage-error', problem: `not a ws:// URL: ${rawUrl}` };
   // The name is the server's to judge (nameProblem): it explains a refusal better than we could.
   return { kind: 'run', url, name };
 }
 
 /**
  * Where `/who` asks: the HTTP endpoint next to the WebSocket one, same host and port.
- * Resolved relative to the ws URL, so ws://h:p/ws gives http://h:p/clients and a server mounted
- * under a prefix (ws://h:p/chat/ws) gives http://h:p/chat/clients.
+ * Resolved relative to the ws URL, so ws://h:p/ws gives http://h:p/clients (wss:// gives https://) and
+ * a server mounted under a prefix (ws://h:p/chat/ws) gives http://h:p/chat/clients.
  */
 export function clientsUrl(wsUrl: URL): URL {
-  const http = new URL(wsUrl.href.replace(/^ws:/, 'http:'));
+  const http = new URL(wsUrl.href.replace(/^ws(s?):/, 'http$1:'));
   http.search = '';
   http.hash = '';
   return new URL('clients', http);

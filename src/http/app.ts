@@ -2,26 +2,38 @@
  * The server assembled: config -> Hub -> HTTP server with its routes (the lesson's main.go and the
  * Upgrader). `createApp` does not listen by itself, so tests can start it on port 0.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
+import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { handleWebSocket } from '../chat/handlers/websocket';
 import { Hub } from '../chat/models/hub';
-import type { Config } from '../config';
-import { silentLogger, type Logger } from '../log';
+import { ConfigError, type Config } from '../config';
+import { eventLog, silentLogger, withFields, type EventLog, type LogFields, type Logger } from '../log';
 import { CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
+import { clientAddress, normalizeIp, TrustedProxies } from './client-address';
 import { handleEcho } from './echo';
+import { HandshakeRate, limitKey, OpenConnections } from './limits';
 import { originPolicy } from './origin';
 import { handleRequest, rejectUnknownUpgrade, upgradeRoute } from './routes';
 import { loadPage } from './static';
+import { CertificateError, loadCertificate, type Certificate } from './tls';
 
 export interface App {
-  readonly server: Server;
+  /** An https.Server when TLS_CERT_FILE is set. */
+  readonly server: Server | HttpsServer;
   readonly hub: Hub;
+  /** The app's log, in LOG_FORMAT (server.ts logs through it too). */
+  readonly log: EventLog;
   /** Listens on config.port/host; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** Stops accepting, closes every client with 1001, waits for them (at most `graceMs`). */
   shutdown(graceMs?: number): Promise<void>;
+  /**
+   * SIGHUP: reads TLS_CERT_FILE and TLS_KEY_FILE again; new connections get the new certificate, open
+   * ones stay up. False (and the old certificate kept, and why logged) when the files are not usable.
+   */
+  reloadCertificate(): boolean;
   /** Open WebSocket connections (chat and echo). */
   readonly connections: ReadonlySet<WebSocketConnection>;
 }
@@ -32,9 +44,17 @@ const TCP_HEADROOM = 256;
 /** Our own HTTP parser limit: request heads larger than this get 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
-export function createApp(config: Config, log: Logger = silentLogger): App {
+/** A monotonic clock in whole milliseconds, for the per-address handshake rate. */
+const now = (): number => Math.floor(performance.now());
+
+/**
+ * Builds the app. `out` receives the log lines, rendered in config.logFormat. Throws ConfigError when
+ * the TLS certificate or key cannot be used.
+ */
+export function createApp(config: Config, out: Logger = silentLogger): App {
+  const log = eventLog(config.logFormat, out);
+  let certificate = config.tlsCertFile === '' ? undefined : startupCertificate(config);
   const hub = new Hub({
-    log,
     sendQueue: config.sendQueue,
     historySize: config.historySize,
     historyOnJoin: config.historyOnJoin,
@@ -44,44 +64,84 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
   });
   const running = hub.run().catch((error: unknown) => {
     // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
-    log(`fatal: the Hub stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    log('fatal', { reason: 'the Hub stopped', error: detail }, 'error');
     throw error;
   });
   const page = loadPage(undefined, { maxMessageBytes: config.maxMessageBytes });
   const connections = new Set<WebSocketConnection>();
   let accepting = true;
 
-  const server = createServer({
+  const options: ServerOptions = {
     maxHeaderSize: MAX_HEADER_BYTES,
     // Slowloris: a client must deliver its whole request head within the handshake timeout.
     headersTimeout: config.handshakeTimeoutMs,
     requestTimeout: config.handshakeTimeoutMs,
     connectionsCheckingInterval: Math.min(1000, config.handshakeTimeoutMs),
     keepAliveTimeout: 5_000,
-  });
+  };
+  // With TLS, the TLS handshake gets the same deadline as the HTTP request head.
+  const server =
+    certificate === undefined
+      ? createServer(options)
+      : createTlsServer({
+          ...options,
+          cert: certificate.cert,
+          key: certificate.key,
+          handshakeTimeout: config.handshakeTimeoutMs,
+        });
   // MAX_CONNECTIONS caps WebSockets (503 before the upgrade); this caps raw TCP connections too, so
   // sockets still in their handshake cannot pile up (the headroom serves pages and /clients).
   server.maxConnections = config.maxConnections + TCP_HEADROOM;
+  if (certificate !== undefined) log('tls_loaded', certificateFields(certificate));
   const checkOrigin = originPolicy(config.allowedOrigins);
   const ctx = { hub, page, accepting: () => accepting };
+  const trusted = new TrustedProxies(config.trustProxy);
+  const openPerAddress = new OpenConnections(config.maxConnectionsPerIp);
+  const handshakeRate = new HandshakeRate(config.handshakeRatePerIp);
+
+  /**
+   * A refusal this app decides before the handshake (limits, capacity): one `refused` event with its
+   * status, then the answer. The place to count refusals by status.
+   */
+  const refuse = (
+    socket: Duplex,
+    at: LogFields,
+    status: number,
+    reason: string,
+    message: string,
+    headers: Readonly<Record<string, string>> = {},
+  ): void => {
+    log('refused', { ...at, status, reason });
+    rejectUpgrade(socket, status, message, headers);
+  };
 
   server.on('request', (req, res) => handleRequest(ctx, req, res));
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
-    const peer = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const client = clientAddress(req, trusted);
+    // Where the connection comes from, on every line about it: the client, and the proxy it came through.
+    const at: LogFields = { peer: client.peer, via: client.via };
     const refused = rejectUnknownUpgrade(req, socket);
     if (refused !== undefined) {
-      log(`refused peer=${peer} path=${JSON.stringify(req.url)} reason=${JSON.stringify(refused)}`);
+      log('refused', { ...at, path: req.url, reason: refused });
       return;
     }
     if (!accepting) {
       rejectUpgrade(socket, 503, 'server shutting down');
       return;
     }
+    const key = limitKey(client.address);
+    const limited = handshakeRate.check(key, now()) ?? openPerAddress.check(key);
+    if (limited !== undefined) {
+      const retry = { 'Retry-After': String(limited.retryAfterSec) };
+      refuse(socket, { ...at, path: req.url }, 429, limited.reason, limited.message, retry);
+      return;
+    }
     if (connections.size >= config.maxConnections) {
-      log(`refused peer=${peer} reason="connection limit ${config.maxConnections}"`);
-      rejectUpgrade(socket, 503, 'too many connections: try again later', { 'Retry-After': '5' });
+      const why = 'too many connections: try again later';
+      refuse(socket, at, 503, `connection limit ${config.maxConnections}`, why, { 'Retry-After': '5' });
       return;
     }
     const route = upgradeRoute(req.url);
@@ -95,12 +155,17 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       ...(route === 'chat' ? { checkOrigin } : {}),
     });
     if (conn === null) {
-      log(`refused peer=${peer} path=${req.url} origin=${JSON.stringify(req.headers.origin ?? '')} reason="handshake"`);
+      log('refused', { ...at, path: req.url, origin: req.headers.origin ?? '', reason: 'handshake' });
       return;
     }
     connections.add(conn);
-    void conn.closed.then(() => connections.delete(conn));
-    log(`connect peer=${peer} path=${req.url}`);
+    const release = openPerAddress.opened(key);
+    void conn.closed.then(() => {
+      connections.delete(conn);
+      release();
+    });
+    log('connect', { ...at, path: req.url });
+    const connLog = withFields(log, at);
     const done =
       route === 'chat'
         ? handleWebSocket(conn, hub, {
@@ -108,14 +173,14 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
             rateLimitPerSec: config.rateLimitPerSec,
             rateLimitBurst: config.rateLimitBurst,
             joinTimeoutMs: config.joinTimeoutMs,
-            log,
+            log: connLog,
           })
         : handleEcho(conn).then(async () => {
             const info = await conn.closed;
-            log(`disconnect path=/echo code=${info.code} reason=${JSON.stringify(info.reason)}`);
+            connLog('disconnect', { path: '/echo', code: info.code, reason: info.reason });
           });
     done.catch((error: unknown) => {
-      log(`error peer=${peer} ${String(error)}`);
+      log('error', { ...at, error: String(error) }, 'error');
       conn.terminate();
     });
   });
@@ -127,8 +192,8 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       return;
     }
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const peer = (socket as Socket).remoteAddress ?? '?';
-    log(`refused peer=${peer} status=${status} reason=${JSON.stringify(error.code ?? error.message)}`);
+    const address = (socket as Socket).remoteAddress ?? '?';
+    log('refused', { peer: normalizeIp(address) ?? address, status, reason: error.code ?? error.message });
     const why = status === 431 ? 'request header too large' : status === 408 ? 'request timeout' : 'bad request';
     rejectUpgrade(socket, status, why);
   });
@@ -136,6 +201,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
   return {
     server,
     hub,
+    log,
     connections,
     listen() {
       return new Promise((resolve, reject) => {
@@ -166,5 +232,38 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       await Promise.all([...connections].map((c) => c.closed));
       server.closeAllConnections();
     },
+    reloadCertificate() {
+      if (certificate === undefined) {
+        log('tls_reload_failed', { reason: 'TLS is not configured (TLS_CERT_FILE)' }, 'warn');
+        return false;
+      }
+      let next: Certificate;
+      try {
+        next = loadCertificate(config.tlsCertFile, config.tlsKeyFile);
+      } catch (error) {
+        if (!(error instanceof CertificateError)) throw error;
+        const kept = certificate.fingerprint;
+        log('tls_reload_failed', { reason: `${error.variable}: ${error.message}`, kept }, 'error');
+        return false;
+      }
+      (server as HttpsServer).setSecureContext({ cert: next.cert, key: next.key });
+      certificate = next;
+      log('tls_loaded', certificateFields(next));
+      return true;
+    },
   };
+}
+
+function certificateFields(c: Certificate): LogFields {
+  return { subject: c.subject, expires: c.validTo, fingerprint: c.fingerprint };
+}
+
+/** The certificate at start-up: a file that cannot be used is a configuration error (exit 2). */
+function startupCertificate(config: Config): Certificate {
+  try {
+    return loadCertificate(config.tlsCertFile, config.tlsKeyFile);
+  } catch (error) {
+    if (error instanceof CertificateError) throw new ConfigError(error.variable, error.message);
+    throw error;
+  }
 }

@@ -3,7 +3,8 @@
  * the benchmark. The frames themselves go through the same codec as the server's, in client role
  * (every frame masked, §5.3).
  */
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { WebSocketConnection, type ConnectionOptions } from './connection';
 import { checkHandshakeAnswer, clientRequest, newClientKey } from './handshake';
 
@@ -15,6 +16,10 @@ export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMes
   headers?: Readonly<Record<string, string>>;
   /** Give up when the handshake has not completed in this time. */
   timeoutMs?: number;
+  /** wss://: certificates to trust instead of the system's (PEM), e.g. a self-signed one. */
+  ca?: string | Buffer | (string | Buffer)[];
+  /** wss://: false accepts any certificate (tests only: it defeats TLS). Default true. */
+  rejectUnauthorized?: boolean;
 }
 
 /** The server answered the handshake with something other than a valid 101. */
@@ -35,20 +40,21 @@ export class HandshakeError extends Error {
 const MAX_RESPONSE_HEAD = 16 * 1024;
 const DEFAULT_CLIENT_MAX_MESSAGE = 64 * 1024 * 1024;
 
-/** Opens a WebSocket connection to a ws:// URL. */
+/** Opens a WebSocket connection to a ws:// or wss:// URL. */
 export function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   const target = typeof url === 'string' ? new URL(url) : url;
-  if (target.protocol !== 'ws:') {
-    return Promise.reject(new Error(`unsupported URL scheme ${target.protocol} (only ws:// is supported)`));
+  if (target.protocol !== 'ws:' && target.protocol !== 'wss:') {
+    return Promise.reject(new Error(`unsupported URL scheme ${target.protocol} (ws:// or wss:// expected)`));
   }
+  const secure = target.protocol === 'wss:';
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
-  const port = Number(target.port || 80);
+  const port = Number(target.port || (secure ? 443 : 80));
   const key = newClientKey();
   const headers: Record<string, string> = { ...(options.origin !== undefined ? { Origin: options.origin } : {}), ...options.headers };
   const request = clientRequest(target, key, headers);
 
   return new Promise((resolve, reject) => {
-    const socket: Socket = netConnect({ host, port });
+    const socket: Socket = secure ? openTls(host, port, options) : netConnect({ host, port });
     let received: Buffer = Buffer.alloc(0);
     let settled = false;
     const timer = setTimeout(() => fail(new Error('WebSocket handshake timed out')), options.timeoutMs ?? 10_000);
@@ -86,7 +92,8 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
       socket.off('data', onData);
       socket.off('error', fail);
       socket.off('close', onClose);
-      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, ...connection } = options;
+      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, ...more } = options;
+      const { ca: _c, rejectUnauthorized: _r, ...connection } = more;
       resolve(new WebSocketConnection(socket, { ...connection, maxMessageBytes, role: 'client' }, rest));
     };
     const onClose = (): void => fail(new HandshakeError('connection closed during the WebSocket handshake'));
@@ -95,5 +102,17 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
     socket.on('error', fail);
     socket.on('close', onClose);
     socket.write(request);
+  });
+}
+
+/** §4.1: wss:// is the same handshake over TLS; the certificate is checked against the URL's host. */
+function openTls(host: string, port: number, options: ConnectOptions): Socket {
+  return tlsConnect({
+    host,
+    port,
+    // SNI names a host, never an address (RFC 6066 §3).
+    ...(isIP(host) === 0 ? { servername: host } : {}),
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    rejectUnauthorized: options.rejectUnauthorized ?? true,
   });
 }

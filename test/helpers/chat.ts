@@ -42,6 +42,11 @@ export class ChatPeer {
     this.closed = this.pump();
   }
 
+  /** A chat peer over a connection opened elsewhere (wss://, a proxy): no name sent yet. */
+  static over(conn: WebSocketConnection): ChatPeer {
+    return new ChatPeer(conn, undefined);
+  }
+
   /** Opens /ws (or `path`) without sending a name. */
   static async open(port: number, options: ConnectOptions = {}, path = '/ws'): Promise<ChatPeer> {
     const conn = await connect(`ws://127.0.0.1:${port}${path}`, { closeTimeoutMs: NO_CLOSE_TIMER_MS, ...options });

@@ -34,7 +34,12 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-export async function launchChromium(binary: string, timeoutMs = 15_000): Promise<Chromium> {
+/** `extraArgs`: more command-line flags, e.g. `--ignore-certificate-errors-spki-list=...` for a test certificate. */
+export async function launchChromium(
+  binary: string,
+  timeoutMs = 15_000,
+  extraArgs: readonly string[] = [],
+): Promise<Chromium> {
   const userDataDir = mkdtempSync(join(tmpdir(), 'wschat-chromium-'));
   const child = spawn(
     binary,
@@ -50,6 +55,7 @@ export async function launchChromium(binary: string, timeoutMs = 15_000): Promis
       '--disable-dev-shm-usage', // containers often have a tiny /dev/shm; Chromium then crashes tabs
       '--remote-debugging-port=0',
       `--user-data-dir=${userDataDir}`,
+      ...extraArgs,
       'about:blank',
     ],
     // Its own process group, so close() reaches the renderer and zygote processes too.

@@ -8,6 +8,7 @@
  *   writePump        drains the client's send channel to the socket, a whole batch per wake-up
  */
 import { ChannelClosedError, endOfTurn } from '../../channel';
+import type { EventLog } from '../../log';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
 import { Client, type Outbound } from '../models/client';
 import type { Hub } from '../models/hub';
@@ -24,13 +25,15 @@ export interface ChatOptions {
   readonly rateLimitBurst: number;
   /** A connection that has not sent its name by then is closed (it would hold a slot forever). */
   readonly joinTimeoutMs: number;
-  readonly log?: (line: string) => void;
+  /** This connection's log (the HTTP layer adds where it comes from). */
+  readonly log?: EventLog;
 }
 
 /** Go: HandleWebSocket after the upgrade. Resolves when the client is gone. */
 export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, options: ChatOptions): Promise<void> {
   const log = options.log ?? (() => {});
   const client = new Client(conn, options.sendQueue);
+  client.log = log;
   const writing = writePump(client); // go writePump(client)
 
   // Step 1 (the exercise): the first text message is the user name, or a v2 hello.
@@ -43,14 +46,14 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
   if (first === null) {
     client.finish(CloseCode.Normal, '');
   } else if (first.binary) {
-    log(`refused reason="binary name"`);
+    log('refused', { reason: 'binary name' });
     client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
   } else {
     const hello = parseHello(first.data);
     const problem = isRefusal(hello) ? hello.problem : nameProblem(hello.name);
     if (problem !== undefined) {
       const name = isRefusal(hello) ? '' : hello.name;
-      log(`refused name=${JSON.stringify(name)} reason=${JSON.stringify(problem)}`);
+      log('refused', { name, reason: problem });
       refuse(client, problem);
     } else if (!isRefusal(hello)) {
       client.name = hello.name;
@@ -67,10 +70,7 @@ export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, optio
 
   await writing;
   const info = await conn.closed;
-  log(
-    `disconnect name=${JSON.stringify(client.name)} code=${info.code} reason=${JSON.stringify(info.reason)}` +
-      (info.sentCode !== undefined ? ` sent=${info.sentCode}` : ''),
-  );
+  log('disconnect', { name: client.name, code: info.code, reason: info.reason, sent: info.sentCode });
 }
 
 /** A refused hello: an error saying why, then close 1008. */

@@ -4,6 +4,7 @@
  * rooms, the inbox) belongs to a Session, which may outlive this connection.
  */
 import { Channel } from '../../channel';
+import type { EventLog } from '../../log';
 import type { PreparedFrame, WebSocketConnection } from '../../websocket';
 import type { Hello } from './protocol';
 import type { Session } from './session';
@@ -27,6 +28,8 @@ export class Client {
   closeReason = '';
   /** The connection ended without a close frame from the peer or a decision of ours: it may come back. */
   vanished = false;
+  /** This connection's log: its events carry where it comes from. */
+  log: EventLog = () => {};
 
   constructor(
     /** The lesson's Conn. */

@@ -99,7 +99,7 @@ export class Hub {
     const held = this.sessions.get(nameKey(hello.name));
     if (held !== undefined) {
       if (hello.v2 && sameToken(hello.token, held.token)) return this.resume(held, client);
-      this.options.log(`refused name=${JSON.stringify(hello.name)} reason="name taken"`);
+      client.log('refused', { name: hello.name, reason: 'name taken' });
       return this.refuse(client, `the name ${hello.name} is taken: choose another`, 'name taken');
     }
     const session = new Session(hello.name, nameKey(hello.name), hello.v2, client, this.options.historySize);
@@ -143,7 +143,7 @@ export class Hub {
     welcome.push(this.subscribe(session, inbox, session.inboxMembers, resume.get(inbox.name), backlog));
     this.fanout.tell(client, encodeWelcome(session.name, session.token, welcome));
     if (backlog.length > 0) this.fanout.tell(client, backlog);
-    this.options.log(`resumed name=${JSON.stringify(session.name)}${stale !== null ? ' replaced=true' : ''}`);
+    client.log('resumed', { name: session.name, replaced: stale !== null ? true : undefined });
   }
 
   private attach(session: Session, client: Client): void {
@@ -231,7 +231,7 @@ export class Hub {
 
   /** The lesson's rule: a client that cannot keep up is dropped, not waited for. */
   private dropSlow(client: Client): void {
-    this.options.log(`dropped name=${JSON.stringify(client.name)} reason="send queue full"`);
+    client.log('dropped', { name: client.name, reason: 'send queue full' });
     // Its writePump may wait on a socket the peer no longer reads: drop() closes the connection itself.
     client.drop(CloseCode.PolicyViolation, 'too slow: send queue full');
     const session = client.session;
@@ -428,8 +428,6 @@ export type Query =
     };
 
 export interface HubOptions {
-  /** Refusals (name taken), drops (too slow), resumes. */
-  readonly log?: (line: string) => void;
   /** Capacity of the clients' send channels (SEND_QUEUE); sets how much the Hub fans out per turn. */
   readonly sendQueue?: number;
   /** Messages each stream keeps (HISTORY_SIZE). */
@@ -444,7 +442,6 @@ export interface HubOptions {
 }
 
 const DEFAULTS: Required<HubOptions> = {
-  log: () => {},
   sendQueue: 256,
   historySize: 1000,
   historyOnJoin: 50,
