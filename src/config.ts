@@ -33,6 +33,8 @@ export interface Config {
   readonly handshakeTimeoutMs: number;
   /** Time a chat client has to send its name after the WebSocket handshake. */
   readonly joinTimeoutMs: number;
+  /** Accept permessage-deflate (RFC 7692) from clients that offer it. */
+  readonly compression: boolean;
 }
 
 export class ConfigError extends Error {
@@ -56,6 +58,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxBufferedBytes: 1024 * 1024,
   handshakeTimeoutMs: 10_000,
   joinTimeoutMs: 30_000,
+  compression: true,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -68,6 +71,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(text);
   if (value < min || value > max) throw new ConfigError(name, `must be from ${min} to ${max}, got ${value}`);
   return value;
+}
+
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const text = raw.trim().toLowerCase();
+  if (text === 'on') return true;
+  if (text === 'off') return false;
+  throw new ConfigError(name, `expected on or off, got ${JSON.stringify(raw)}`);
 }
 
 function origins(env: Env, name: string): readonly string[] | '*' {
@@ -122,5 +134,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxBufferedBytes: integer(env, 'MAX_BUFFERED_BYTES', DEFAULTS.maxBufferedBytes, 1024, 1024 * 1024 * 1024),
     handshakeTimeoutMs: integer(env, 'HANDSHAKE_TIMEOUT_MS', DEFAULTS.handshakeTimeoutMs, 100, 600_000),
     joinTimeoutMs: integer(env, 'JOIN_TIMEOUT_MS', DEFAULTS.joinTimeoutMs, 100, 3_600_000),
+    compression: onOff(env, 'COMPRESSION', DEFAULTS.compression),
   });
 }

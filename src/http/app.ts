@@ -9,7 +9,7 @@ import { handleWebSocket } from '../chat/handlers/websocket';
 import { Hub } from '../chat/models/hub';
 import type { Config } from '../config';
 import { silentLogger, type Logger } from '../log';
-import { CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
+import { checkZlibHandle, CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
 import { handleEcho } from './echo';
 import { originPolicy } from './origin';
 import { handleRequest, rejectUnknownUpgrade, upgradeRoute } from './routes';
@@ -33,6 +33,7 @@ const TCP_HEADROOM = 256;
 const MAX_HEADER_BYTES = 16 * 1024;
 
 export function createApp(config: Config, log: Logger = silentLogger): App {
+  if (config.compression) checkZlibHandle(); // fail at start-up, not on the first compressed message
   const hub = new Hub({ log, sendQueue: config.sendQueue });
   const running = hub.run().catch((error: unknown) => {
     // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
@@ -82,6 +83,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       pingIntervalMs: config.pingIntervalMs,
       pongTimeoutMs: config.pongTimeoutMs,
       maxBufferedBytes: config.maxBufferedBytes,
+      compression: config.compression,
       // The echo demo answers anyone; the chat applies the Origin policy.
       ...(route === 'chat' ? { checkOrigin } : {}),
     });

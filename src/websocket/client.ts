@@ -6,9 +6,12 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { WebSocketConnection, type ConnectionOptions } from './connection';
 import { checkHandshakeAnswer, clientRequest, newClientKey } from './handshake';
+import { CLIENT_OFFER, settingsFor } from './permessage-deflate';
 
-export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMessageBytes'> {
+export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMessageBytes' | 'deflate'> {
   maxMessageBytes?: number;
+  /** Offer permessage-deflate (RFC 7692), as browsers do; on unless false. */
+  compression?: boolean;
   /** Sent as the Origin header (browsers always send one; tools usually do not). */
   origin?: string;
   /** Extra request headers. */
@@ -45,7 +48,8 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
   const port = Number(target.port || 80);
   const key = newClientKey();
   const headers: Record<string, string> = { ...(options.origin !== undefined ? { Origin: options.origin } : {}), ...options.headers };
-  const request = clientRequest(target, key, headers);
+  const offer = options.compression === false ? undefined : CLIENT_OFFER;
+  const request = clientRequest(target, key, headers, offer);
 
   return new Promise((resolve, reject) => {
     const socket: Socket = netConnect({ host, port });
@@ -68,7 +72,7 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
         if (received.length > MAX_RESPONSE_HEAD) fail(new HandshakeError('handshake response head too large'));
         return;
       }
-      const answer = checkHandshakeAnswer(received.subarray(0, end).toString('latin1'), key);
+      const answer = checkHandshakeAnswer(received.subarray(0, end).toString('latin1'), key, offer);
       const rest = received.subarray(end + 4);
       if (answer.status !== 101) {
         // A refusal: collect the body (Content-Length) so the caller can show the server's reason.
@@ -86,8 +90,10 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
       socket.off('data', onData);
       socket.off('error', fail);
       socket.off('close', onClose);
-      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, ...connection } = options;
-      resolve(new WebSocketConnection(socket, { ...connection, maxMessageBytes, role: 'client' }, rest));
+      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, compression: _c, ...connection } =
+        options;
+      const deflate = answer.deflate ? { deflate: settingsFor('client', answer.deflate) } : {};
+      resolve(new WebSocketConnection(socket, { ...connection, ...deflate, maxMessageBytes, role: 'client' }, rest));
     };
     const onClose = (): void => fail(new HandshakeError('connection closed during the WebSocket handshake'));
 

@@ -16,8 +16,9 @@
 import type { Socket } from 'node:net';
 import { CloseCode, isValidCloseCode } from './close-codes';
 import { FrameParser, type FrameHandler } from './frame-parser';
-import { closePayload, encodeFrame, type PreparedFrame } from './frame-writer';
+import { closePayload, encodeFrame, encodeMessageFrame, type PreparedFrame } from './frame-writer';
 import { Opcode } from './opcodes';
+import type { DeflateSettings } from './permessage-deflate';
 
 export type Role = 'server' | 'client';
 
@@ -35,6 +36,8 @@ export interface ConnectionOptions {
   maxBufferedBytes?: number;
   /** Messages read from the socket but not yet taken by read(); above it the socket is paused. */
   readQueueSize?: number;
+  /** permessage-deflate as negotiated in the handshake (RFC 7692); absent: not negotiated. */
+  deflate?: DeflateSettings;
 }
 
 export type Message = { readonly binary: false; readonly data: string } | { readonly binary: true; readonly data: Buffer };
@@ -70,6 +73,8 @@ export class WebSocketConnection implements FrameHandler {
   private readonly closeTimeoutMs: number;
   private readonly maxBufferedBytes: number;
   private readonly readQueueSize: number;
+  /** RFC 7692: the window our compressed messages use; 0 when permessage-deflate was not negotiated. */
+  private readonly deflateWindowBits: number;
 
   private state: ReadyState = 'open';
   private sentCode: number | undefined;
@@ -100,8 +105,13 @@ export class WebSocketConnection implements FrameHandler {
     this.readQueueSize = options.readQueueSize ?? DEFAULT_READ_QUEUE;
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
     this.pongTimeoutMs = options.pongTimeoutMs ?? 0;
+    this.deflateWindowBits = options.deflate?.windowBits ?? 0;
     this.parser = new FrameParser(
-      { maxMessageBytes: options.maxMessageBytes, expectMasked: options.role === 'server' },
+      {
+        maxMessageBytes: options.maxMessageBytes,
+        expectMasked: options.role === 'server',
+        ...(options.deflate ? { deflate: options.deflate } : {}),
+      },
       this,
     );
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -147,10 +157,20 @@ export class WebSocketConnection implements FrameHandler {
 
   // ---- writing ----
 
-  /** Sends one text (string) or binary message. Returns false when the caller should await drained(). */
+  /** permessage-deflate was negotiated (RFC 7692). */
+  get compression(): boolean {
+    return this.deflateWindowBits !== 0;
+  }
+
+  /**
+   * Sends one text (string) or binary message, compressed when permessage-deflate was negotiated and
+   * that makes it smaller. Returns false when the caller should await drained().
+   */
   send(data: string | Uint8Array, binary = typeof data !== 'string'): boolean {
     if (this.state !== 'open') return false;
-    return this.write(encodeFrame(binary ? Opcode.Binary : Opcode.Text, data, this.masked));
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    if (this.deflateWindowBits !== 0) return this.write(encodeMessageFrame(opcode, data, this.masked, this.deflateWindowBits));
+    return this.write(encodeFrame(opcode, data, this.masked));
   }
 
   /** Writes a frame encoded once for many sockets (server role: §5.1 server frames are unmasked). */
@@ -161,26 +181,33 @@ export class WebSocketConnection implements FrameHandler {
 
   /**
    * Writes frames[0..count) with one write: a batch is copied into a single buffer, which costs less
-   * than a corked chunk per frame (and leaves one short-lived object, not one per frame).
+   * than a corked chunk per frame (and leaves one short-lived object, not one per frame). With
+   * permessage-deflate, each frame's compressed bytes: computed by the first connection that needs
+   * them, shared by all the others.
    */
   sendFrames(frames: readonly PreparedFrame[], count = frames.length): boolean {
     if (this.state !== 'open' || count === 0) return false;
-    if (count === 1) return this.write(frames[0]!.bytes);
+    if (count === 1) return this.write(this.bytesOf(frames[0]!));
     let total = 0;
     let largest = 0;
     for (let i = 0; i < count; i++) {
-      const length = frames[i]!.bytes.length;
+      const length = this.bytesOf(frames[i]!).length;
       total += length;
       if (length > largest) largest = length;
     }
     const batch = Buffer.allocUnsafe(total);
     let offset = 0;
     for (let i = 0; i < count; i++) {
-      const bytes = frames[i]!.bytes;
+      const bytes = this.bytesOf(frames[i]!);
       batch.set(bytes, offset);
       offset += bytes.length;
     }
     return this.write(batch, largest);
+  }
+
+  /** The encoding of `frame` this connection negotiated. */
+  private bytesOf(frame: PreparedFrame): Buffer {
+    return this.deflateWindowBits === 0 ? frame.bytes : frame.deflatedBytes(this.deflateWindowBits);
   }
 
   /** Resolves when the socket has room again (or the connection is gone). */

@@ -4,6 +4,7 @@ export { connect, HandshakeError, type ConnectOptions } from './client';
 export { WebSocketConnection, type CloseInfo, type ConnectionOptions, type Message, type ReadyState, type Role } from './connection';
 export { FrameParser, type FrameHandler, type FrameParserOptions } from './frame-parser';
 export { encodeFrame, PreparedFrame, closePayload } from './frame-writer';
+export { checkZlibHandle } from './zlib-sync';
 export { acceptKey, checkUpgradeRequest, rejectUpgrade, type UpgradeVerdict } from './handshake';
 export { Opcode } from './opcodes';
 export { upgrade, type UpgradeOptions } from './server';
