@@ -36,13 +36,15 @@ describe('loadConfig: defaults', () => {
       maxBufferedBytes: 1024 * 1024,
       handshakeTimeoutMs: 10_000,
       joinTimeoutMs: 30_000,
+      compression: true,
     } satisfies Config);
   });
 
   it('empty and blank values mean "use the default"', () => {
     const env: Record<string, string> = {};
     for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
-      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS']) {
+      'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
+      'COMPRESSION']) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -91,6 +93,9 @@ describe('loadConfig: every variable parses', () => {
     ['HANDSHAKE_TIMEOUT_MS', '600000', 'handshakeTimeoutMs', 600000],
     ['JOIN_TIMEOUT_MS', '100', 'joinTimeoutMs', 100],
     ['JOIN_TIMEOUT_MS', '3600000', 'joinTimeoutMs', 3600000],
+    ['COMPRESSION', 'off', 'compression', false],
+    ['COMPRESSION', ' OFF ', 'compression', false],
+    ['COMPRESSION', 'on', 'compression', true],
   ];
   it.each(cases)('%s=%j', (name, value, key, expected) => {
     const config = loadConfig({ [name]: value });
@@ -110,13 +115,13 @@ describe('loadConfig: every variable parses', () => {
         PORT: '1234', HOST: '0.0.0.0', MAX_MESSAGE_BYTES: '2048', SEND_QUEUE: '16', ALLOWED_ORIGINS: 'https://x.example',
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
-        JOIN_TIMEOUT_MS: '7000',
+        JOIN_TIMEOUT_MS: '7000', COMPRESSION: 'off',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
-      joinTimeoutMs: 7000,
+      joinTimeoutMs: 7000, compression: false,
     });
   });
 });
@@ -159,6 +164,9 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['HANDSHAKE_TIMEOUT_MS', '600001'],
     ['JOIN_TIMEOUT_MS', '99'],
     ['JOIN_TIMEOUT_MS', 'later'],
+    ['COMPRESSION', 'yes'],
+    ['COMPRESSION', '1'],
+    ['COMPRESSION', 'deflate'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });
@@ -170,6 +178,7 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
   it('says what it expected and what it got', () => {
     expect(configError({ PORT: 'abc' }).message).toBe('PORT: expected a whole number from 0 to 65535, got "abc"');
     expect(configError({ PORT: '70000' }).message).toBe('PORT: must be from 0 to 65535, got 70000');
+    expect(configError({ COMPRESSION: 'yes' }).message).toBe('COMPRESSION: expected on or off, got "yes"');
   });
 
   it('the heartbeat must time out after the ping period: blames the variable that was set', () => {
