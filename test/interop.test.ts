@@ -6,6 +6,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createApp, type App } from '../src/http/app';
 import { loadConfig } from '../src/config';
+import { frameHeads, Tap } from './helpers/deflate';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const NODE_FLAGS = NODE_MAJOR < 22 ? ['--experimental-websocket'] : [];
@@ -133,5 +134,43 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${NODE
     expect(result.error).toBeUndefined();
     expect(result.close.code).toBe(1009);
     expect(result.close.reason).toBe('message too big');
+  });
+});
+
+const DEFLATE_SCRIPT = `${PRELUDE}
+(async () => {
+  const ws = await open();
+  const texts = ['{"type":"chat","user":"alice","message":"' + 'compressible '.repeat(800) + '"}', 'short', 'é𝄞'.repeat(30)];
+  for (const t of texts) ws.send(t);
+  const equal = [];
+  for (const t of texts) equal.push((await ws.next()) === t);
+  ws.close(1000);
+  await ws.closedEvent;
+  console.log(JSON.stringify({ extensions: ws.extensions, equal }));
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); });
+`;
+
+describe('interop: permessage-deflate with Node\'s built-in WebSocket client (RFC 7692)', () => {
+  let app: App;
+  let tap: Awaited<ReturnType<typeof Tap.start>>;
+  beforeAll(async () => {
+    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', MAX_MESSAGE_BYTES: String(64 * 1024) }));
+    tap = await Tap.start((await app.listen()).port);
+  });
+  afterAll(async () => {
+    await tap.close();
+    await app.shutdown();
+  });
+
+  it('it offers permessage-deflate, we accept, and it inflates our compressed frames', async () => {
+    const result = (await runClient(DEFLATE_SCRIPT, { PORT: String(tap.port) })) as { error?: string; extensions: string; equal: boolean[] };
+    expect(result.error).toBeUndefined();
+    expect(result.equal).toEqual([true, true, true]);
+    expect(result.extensions).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
+    expect(Buffer.concat(tap.connections[0]!.fromClient).toString('latin1')).toMatch(/\r\nsec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n/i);
+    const { head, frames } = tap.serverSide(0);
+    expect(head).toContain('\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n');
+    // The three echoes, then our close: the long text and the 30 four-and-two-byte characters compressed, "short" not.
+    expect(frameHeads(frames).map((f) => [f.opcode, f.rsv1])).toEqual([[1, true], [1, false], [1, true], [8, false]]);
   });
 });
