@@ -42,8 +42,9 @@ describe.skipIf(binary === undefined && !inCI)('permessage-deflate with headless
     await page.waitFor(`document.body.dataset.state === 'joined'`, 'alice joined');
     const text = 'Hello from Chromium: this chat message is long enough to be compressed, compressed, compressed.';
     await page.type('#text', text);
+    const shown = `[...document.querySelectorAll('#log > li[data-type="chat"] .text')]`;
     await page.waitFor(
-      `[...document.querySelectorAll('#log > li[data-type="chat"] .text')].some((e) => e.textContent === ${JSON.stringify(text)})`,
+      `${shown}.some((e) => e.textContent === ${JSON.stringify(text)})`,
       'the message back from the server',
     );
 
@@ -53,14 +54,19 @@ describe.skipIf(binary === undefined && !inCI)('permessage-deflate with headless
     const requestHead = request.subarray(0, request.indexOf('\r\n\r\n') + 4).toString('latin1');
     expect(requestHead).toMatch(/\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n/);
     const { head, frames } = tap!.serverSide(ws);
-    expect(head).toContain('\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n');
+    expect(head).toContain(
+      '\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n',
+    );
     // The server's frames: the join notice and the chat message, both JSON over 64 bytes: RSV1 set.
     const fromServer = frameHeads(frames);
     expect(fromServer.length).toBeGreaterThanOrEqual(2);
     expect(fromServer.filter((f) => f.opcode === 1).every((f) => f.rsv1)).toBe(true);
     // Chromium's frames: the name, then the message; it compresses them (RSV1), and the server inflated them.
     const fromClient = frameHeads(request.subarray(requestHead.length));
-    expect(fromClient.map((f) => [f.opcode, f.rsv1])).toEqual([[1, true], [1, true]]);
+    expect(fromClient.map((f) => [f.opcode, f.rsv1])).toEqual([
+      [1, true],
+      [1, true],
+    ]);
     await page.close();
   });
 });

@@ -7,7 +7,12 @@
 import { describe, expect, it } from 'vitest';
 import { constants, createDeflateRaw, deflateRawSync } from 'node:zlib';
 import { deflatePayload, MAX_DEFLATE_BYTES, MIN_DEFLATE_BYTES } from '../src/websocket/deflater';
-import { FrameParser, maxCompressedBytes, type FrameHandler, type FrameParserOptions } from '../src/websocket/frame-parser';
+import {
+  FrameParser,
+  maxCompressedBytes,
+  type FrameHandler,
+  type FrameParserOptions,
+} from '../src/websocket/frame-parser';
 import { encodeMessageFrame, PreparedFrame } from '../src/websocket/frame-writer';
 import { inflateStats } from '../src/websocket/inflater';
 import { Opcode } from '../src/websocket/opcodes';
@@ -15,7 +20,11 @@ import { caseSeed, mulberry32 } from './helpers/fuzz';
 import { compressedFragments, compressedFrame, deflate, inflate, RSV1 } from './helpers/deflate';
 import { closeBody, frame } from './helpers/raw';
 
-type Event = readonly ['text' | 'binary', string] | readonly ['ping' | 'pong', string] | readonly ['close', number] | readonly ['error', number, string];
+type Event =
+  | readonly ['text' | 'binary', string]
+  | readonly ['ping' | 'pong', string]
+  | readonly ['close', number]
+  | readonly ['error', number, string];
 
 class Recorder implements FrameHandler {
   readonly events: Event[] = [];
@@ -54,8 +63,16 @@ function run(stream: Buffer, cuts: readonly number[], options: FrameParserOption
 /** Whole, cut in two at every offset, and in 1-byte chunks: always `expected`. */
 function expectVerdict(stream: Buffer, expected: readonly Event[], options: FrameParserOptions = DEFLATE): void {
   expect(run(stream, [], options), 'whole').toEqual(expected);
-  for (let cut = 1; cut < stream.length; cut++) expect(run(stream, [cut], options), `split at ${cut}`).toEqual(expected);
-  expect(run(stream, Array.from({ length: Math.max(0, stream.length - 1) }, (_, i) => i + 1), options), '1-byte chunks').toEqual(expected);
+  for (let cut = 1; cut < stream.length; cut++)
+    expect(run(stream, [cut], options), `split at ${cut}`).toEqual(expected);
+  expect(
+    run(
+      stream,
+      Array.from({ length: Math.max(0, stream.length - 1) }, (_, i) => i + 1),
+      options,
+    ),
+    '1-byte chunks',
+  ).toEqual(expected);
 }
 
 const hex = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s) : s).toString('hex');
@@ -66,14 +83,27 @@ describe('receiving compressed messages (RFC 7692 §6, §7.2.2)', () => {
   it('inflates text and binary, between uncompressed messages and control frames', () => {
     const bin = Buffer.from(Array.from({ length: 300 }, (_, i) => i % 7));
     expectVerdict(
-      cat(compressedFrame(Opcode.Text, TEXT), frame(Opcode.Text, 'plain'), frame(Opcode.Ping, 'p'), compressedFrame(Opcode.Binary, bin)),
-      [['text', hex(TEXT)], ['text', hex('plain')], ['ping', hex('p')], ['binary', hex(bin)]],
+      cat(
+        compressedFrame(Opcode.Text, TEXT),
+        frame(Opcode.Text, 'plain'),
+        frame(Opcode.Ping, 'p'),
+        compressedFrame(Opcode.Binary, bin),
+      ),
+      [
+        ['text', hex(TEXT)],
+        ['text', hex('plain')],
+        ['ping', hex('p')],
+        ['binary', hex(bin)],
+      ],
     );
   });
 
   it('inflates a message fragmented in 3 frames (RSV1 on the first only), with a ping between fragments', () => {
     const [a, b, c] = compressedFragments(Opcode.Text, deflate(TEXT.repeat(3)), 3);
-    expectVerdict(cat(a!, b!, frame(Opcode.Ping, 'x'), c!), [['ping', hex('x')], ['text', hex(TEXT.repeat(3))]]);
+    expectVerdict(cat(a!, b!, frame(Opcode.Ping, 'x'), c!), [
+      ['ping', hex('x')],
+      ['text', hex(TEXT.repeat(3))],
+    ]);
   });
 
   it('empty compressed messages: an empty payload, and the deflate of nothing', () => {
@@ -105,8 +135,18 @@ describe('receiving compressed messages (RFC 7692 §6, §7.2.2)', () => {
           const second = Buffer.concat(out.splice(0)).subarray(0, -4);
           expect(second.length).toBeLessThan(first.length / 2); // it does refer back
           const wire = cat(frame(Opcode.Text, first, { rsv: RSV1 }), frame(Opcode.Text, second, { rsv: RSV1 }));
-          expectVerdict(wire, [['text', hex(TEXT)], ['text', hex(TEXT)]], { ...DEFLATE, deflate: { inflateTakeover: true } });
-          expectVerdict(wire, [['text', hex(TEXT)], ['error', 1007, 'invalid compressed data']]);
+          expectVerdict(
+            wire,
+            [
+              ['text', hex(TEXT)],
+              ['text', hex(TEXT)],
+            ],
+            { ...DEFLATE, deflate: { inflateTakeover: true } },
+          );
+          expectVerdict(wire, [
+            ['text', hex(TEXT)],
+            ['error', 1007, 'invalid compressed data'],
+          ]);
           stream.close();
           resolve();
         });
@@ -121,10 +161,21 @@ describe('RSV1 rules and close codes (RFC 7692 §6.1, RFC 6455 §5.2)', () => {
     ['RSV1 without the extension', frame(Opcode.Text, body, { rsv: RSV1 }), PLAIN, 'reserved bits set'],
     ['RSV1 on a ping', frame(Opcode.Ping, 'x', { rsv: RSV1 }), DEFLATE, 'RSV1 on a control frame'],
     ['RSV1 on a close', frame(Opcode.Close, closeBody(1000), { rsv: RSV1 }), DEFLATE, 'RSV1 on a control frame'],
-    ['RSV1 on a continuation', cat(frame(Opcode.Text, body.subarray(0, 5), { fin: false, rsv: RSV1 }), frame(0, body.subarray(5), { rsv: RSV1 })),
-      DEFLATE, 'RSV1 on a continuation frame'],
-    ['RSV1 on an uncompressed message\'s continuation', cat(frame(Opcode.Text, 'ab', { fin: false }), frame(0, 'cd', { rsv: RSV1 })),
-      DEFLATE, 'RSV1 on a continuation frame'],
+    [
+      'RSV1 on a continuation',
+      cat(
+        frame(Opcode.Text, body.subarray(0, 5), { fin: false, rsv: RSV1 }),
+        frame(0, body.subarray(5), { rsv: RSV1 }),
+      ),
+      DEFLATE,
+      'RSV1 on a continuation frame',
+    ],
+    [
+      "RSV1 on an uncompressed message's continuation",
+      cat(frame(Opcode.Text, 'ab', { fin: false }), frame(0, 'cd', { rsv: RSV1 })),
+      DEFLATE,
+      'RSV1 on a continuation frame',
+    ],
     ['RSV2 with the extension', frame(Opcode.Text, 'x', { rsv: 2 }), DEFLATE, 'reserved bits set'],
     ['RSV3 with the extension', frame(Opcode.Text, 'x', { rsv: 1 }), DEFLATE, 'reserved bits set'],
   ])('%s: 1002', (_name, stream, options, reason) => {
@@ -132,7 +183,9 @@ describe('RSV1 rules and close codes (RFC 7692 §6.1, RFC 6455 §5.2)', () => {
   });
 
   it('corrupt DEFLATE data: 1007', () => {
-    expectVerdict(frame(Opcode.Binary, Buffer.from([0xff, 0xff, 0xff, 0x01]), { rsv: RSV1 }), [['error', 1007, 'invalid compressed data']]);
+    expectVerdict(frame(Opcode.Binary, Buffer.from([0xff, 0xff, 0xff, 0x01]), { rsv: RSV1 }), [
+      ['error', 1007, 'invalid compressed data'],
+    ]);
   });
 
   it('invalid UTF-8 in inflated text: 1007, at the first bad fragment (fail fast)', () => {
@@ -142,7 +195,9 @@ describe('RSV1 rules and close codes (RFC 7692 §6.1, RFC 6455 §5.2)', () => {
     const [first] = compressedFragments(Opcode.Text, deflate(bad), 2);
     expectVerdict(first!, [['error', 1007, 'invalid UTF-8 in text message']]);
     // A code point cut by the end of the message.
-    expectVerdict(compressedFrame(Opcode.Text, Buffer.from([0x61, 0xe2, 0x82])), [['error', 1007, 'invalid UTF-8 in text message']]);
+    expectVerdict(compressedFrame(Opcode.Text, Buffer.from([0x61, 0xe2, 0x82])), [
+      ['error', 1007, 'invalid UTF-8 in text message'],
+    ]);
   });
 
   it('a message that inflates to the limit passes; one byte more is 1009', () => {
@@ -175,7 +230,9 @@ describe('the zip bomb: inflation stops at the limit', () => {
     const limit = 100_000;
     for (const cuts of [[], Array.from({ length: 40 }, (_, i) => (i + 1) * 25)]) {
       const before = inflateStats.bytesOut;
-      expect(run(cat(...frames), cuts, { ...DEFLATE, maxMessageBytes: limit })).toEqual([['error', 1009, 'message too big']]);
+      expect(run(cat(...frames), cuts, { ...DEFLATE, maxMessageBytes: limit })).toEqual([
+        ['error', 1009, 'message too big'],
+      ]);
       expect(inflateStats.bytesOut - before).toBe(limit + 1);
     }
   });
@@ -189,7 +246,9 @@ describe('fuzz: compressed streams', () => {
     const expected: Event[] = [];
     for (let m = rng.range(1, 4); m > 0; m--) {
       const binary = rng.chance(0.5);
-      const words = Array.from({ length: rng.range(0, 40) }, () => rng.pick(['chat', 'alice', 'héllo', '{"a":1}', '𝄞', ' ']));
+      const words = Array.from({ length: rng.range(0, 40) }, () =>
+        rng.pick(['chat', 'alice', 'héllo', '{"a":1}', '𝄞', ' ']),
+      );
       const data = binary ? rng.bytes(rng.range(0, 300)) : Buffer.from(words.join(''));
       const opcode = binary ? Opcode.Binary : Opcode.Text;
       if (rng.chance(0.25)) {
@@ -219,7 +278,9 @@ describe('fuzz: compressed streams', () => {
       const { stream } = randomStream(caseSeed(0xdef1 + 1, i));
       const mutated = Buffer.from(stream);
       for (let k = rng.range(1, 4); k > 0; k--) mutated[rng.int(mutated.length)] = rng.int(256);
-      const cuts = [...new Set(Array.from({ length: rng.range(0, 5) }, () => rng.range(1, Math.max(1, mutated.length - 1))))].sort((a, b) => a - b);
+      const cuts = [
+        ...new Set(Array.from({ length: rng.range(0, 5) }, () => rng.range(1, Math.max(1, mutated.length - 1)))),
+      ].sort((a, b) => a - b);
       const events = run(mutated, cuts);
       const errors = events.filter((e) => e[0] === 'error');
       expect(errors.length).toBeLessThanOrEqual(1);
@@ -236,7 +297,7 @@ describe('sending compressed messages (RFC 7692 §7.2.1)', () => {
     expect(inflate(ours).toString()).toBe(TEXT);
   });
 
-  it(`below ${MIN_DEFLATE_BYTES} bytes, above ${MAX_DEFLATE_BYTES}, or when not smaller: sent as it is (RSV1 clear)`, () => {
+  it(`below ${MIN_DEFLATE_BYTES} B, above ${MAX_DEFLATE_BYTES} B, or when not smaller: as it is (RSV1 clear)`, () => {
     expect(deflatePayload(Buffer.from('x'.repeat(MIN_DEFLATE_BYTES - 1)), 15)).toBeNull();
     expect(deflatePayload(Buffer.from('x'.repeat(MIN_DEFLATE_BYTES)), 15)).not.toBeNull();
     expect(deflatePayload(Buffer.alloc(MAX_DEFLATE_BYTES + 1), 15)).toBeNull();
@@ -245,7 +306,9 @@ describe('sending compressed messages (RFC 7692 §7.2.1)', () => {
     expect(deflatePayload(noise, 15)).toBeNull();
     // The frame says which: RSV1 and the compressed payload, or the message itself.
     expect(encodeMessageFrame(Opcode.Binary, noise, false, 15)).toEqual(frame(Opcode.Binary, noise, { mask: false }));
-    expect(encodeMessageFrame(Opcode.Text, TEXT, false, 15)).toEqual(frame(Opcode.Text, deflate(TEXT), { mask: false, rsv: RSV1 }));
+    expect(encodeMessageFrame(Opcode.Text, TEXT, false, 15)).toEqual(
+      frame(Opcode.Text, deflate(TEXT), { mask: false, rsv: RSV1 }),
+    );
   });
 
   it('a client frame is masked after compression (RFC 6455 §5.3 applies to the compressed payload)', () => {
@@ -256,7 +319,11 @@ describe('sending compressed messages (RFC 7692 §7.2.1)', () => {
   it('server_max_window_bits=8: nothing refers back further than 256 bytes (zlib raw deflate rounds 8 up to 9)', () => {
     const rng = mulberry32(8);
     const words = Array.from({ length: 40 }, () => rng.bytes(rng.range(3, 9)).toString('hex'));
-    const text = Buffer.from(Array.from({ length: 3000 }, () => rng.pick(words)).join(' ').slice(0, 60_000));
+    const text = Buffer.from(
+      Array.from({ length: 3000 }, () => rng.pick(words))
+        .join(' ')
+        .slice(0, 60_000),
+    );
     const eight = Buffer.from(deflatePayload(text, 8)!);
     expect(inflate(eight, 8)).toEqual(text); // an 8-bit window decodes it
     const fifteen = Buffer.from(deflatePayload(text, 15)!);
@@ -275,5 +342,4 @@ describe('sending compressed messages (RFC 7692 §7.2.1)', () => {
     const small = PreparedFrame.text('hi');
     expect(small.deflatedBytes(15)).toBe(small.bytes);
   });
-
 });

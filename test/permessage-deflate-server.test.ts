@@ -9,7 +9,16 @@ import { Opcode } from '../src/websocket/opcodes';
 import { connect } from '../src/websocket';
 import { startApp, type TestApp } from './helpers/chat';
 import { compressedFragments, compressedFrame, deflate, inflate, RSV1 } from './helpers/deflate';
-import { closeBody, frame, openWebSocket, RawClient, SAMPLE_ACCEPT, serverFrame, upgradeRequest, type Frame } from './helpers/raw';
+import {
+  closeBody,
+  frame,
+  openWebSocket,
+  RawClient,
+  SAMPLE_ACCEPT,
+  serverFrame,
+  upgradeRequest,
+  type Frame,
+} from './helpers/raw';
 
 const OFFER = { 'Sec-WebSocket-Extensions': 'permessage-deflate; client_max_window_bits' };
 const ANSWER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
@@ -60,17 +69,22 @@ describe('permessage-deflate on the server', () => {
   describe('the handshake (RFC 7692 §5, §7)', () => {
     it('answers an offer with exactly this head', async () => {
       expect(await handshake(app.port, OFFER)).toBe(head101(ANSWER));
-      expect(await handshake(app.port, { 'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=10' }))
-        .toBe(head101(`${ANSWER}; server_max_window_bits=10`));
+      expect(
+        await handshake(app.port, { 'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=10' }),
+      ).toBe(head101(`${ANSWER}; server_max_window_bits=10`));
     });
 
     it('reads every Sec-WebSocket-Extensions line, in order, and declines bad offers for the next', async () => {
       const lines = ['x-foo; bar, permessage-deflate; mystery=1', 'permessage-deflate; server_max_window_bits=9'];
-      expect(await handshake(app.port, { 'Sec-WebSocket-Extensions': lines })).toBe(head101(`${ANSWER}; server_max_window_bits=9`));
+      expect(await handshake(app.port, { 'Sec-WebSocket-Extensions': lines })).toBe(
+        head101(`${ANSWER}; server_max_window_bits=9`),
+      );
     });
 
     it('no acceptable offer, or no offer: no extension', async () => {
-      expect(await handshake(app.port, { 'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=7' })).toBe(head101());
+      expect(
+        await handshake(app.port, { 'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=7' }),
+      ).toBe(head101());
       expect(await handshake(app.port, {})).toBe(head101());
     });
 
@@ -108,7 +122,9 @@ describe('permessage-deflate on the server', () => {
     });
 
     it('server_max_window_bits=8 is honoured: the echo inflates with a 256-byte window', async () => {
-      const client = await openWebSocket(app.port, '/echo', { 'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=8' });
+      const client = await openWebSocket(app.port, '/echo', {
+        'Sec-WebSocket-Extensions': 'permessage-deflate; server_max_window_bits=8',
+      });
       const words = Array.from({ length: 50 }, (_, i) => `word${i * 7919}`);
       const text = Array.from({ length: 2000 }, (_, i) => words[(i * 31) % 50]).join(' ');
       client.write(compressedFrame(Opcode.Text, text));
@@ -122,12 +138,36 @@ describe('permessage-deflate on the server', () => {
   describe('close codes over the wire', () => {
     it.each([
       ['RSV1 on a ping: 1002', () => frame(Opcode.Ping, 'x', { rsv: RSV1 }), 1002, 'RSV1 on a control frame'],
-      ['RSV1 on a continuation: 1002', () => Buffer.concat(compressedFragments(Opcode.Text, deflate(TEXT), 2).map((f, i) => (i === 1 ? Buffer.from([f[0]! | 0x40, ...f.subarray(1)]) : f))),
-        1002, 'RSV1 on a continuation frame'],
+      [
+        'RSV1 on a continuation: 1002',
+        () =>
+          Buffer.concat(
+            compressedFragments(Opcode.Text, deflate(TEXT), 2).map((f, i) =>
+              i === 1 ? Buffer.from([f[0]! | 0x40, ...f.subarray(1)]) : f,
+            ),
+          ),
+        1002,
+        'RSV1 on a continuation frame',
+      ],
       ['RSV2 with the extension: 1002', () => frame(Opcode.Text, 'x', { rsv: 2 }), 1002, 'reserved bits set'],
-      ['corrupt DEFLATE data: 1007', () => frame(Opcode.Text, Buffer.from([0xff, 0xff, 0xff]), { rsv: RSV1 }), 1007, 'invalid compressed data'],
-      ['invalid UTF-8 after inflating: 1007', () => compressedFrame(Opcode.Text, Buffer.from([0x61, 0xff, 0x62])), 1007, 'invalid UTF-8 in text message'],
-      ['one byte over the limit after inflating: 1009', () => compressedFrame(Opcode.Binary, Buffer.alloc(LIMIT + 1)), 1009, 'message too big'],
+      [
+        'corrupt DEFLATE data: 1007',
+        () => frame(Opcode.Text, Buffer.from([0xff, 0xff, 0xff]), { rsv: RSV1 }),
+        1007,
+        'invalid compressed data',
+      ],
+      [
+        'invalid UTF-8 after inflating: 1007',
+        () => compressedFrame(Opcode.Text, Buffer.from([0x61, 0xff, 0x62])),
+        1007,
+        'invalid UTF-8 in text message',
+      ],
+      [
+        'one byte over the limit after inflating: 1009',
+        () => compressedFrame(Opcode.Binary, Buffer.alloc(LIMIT + 1)),
+        1009,
+        'message too big',
+      ],
     ])('%s', async (_name, bytes, code, reason) => {
       const client = await openWebSocket(app.port, '/echo', OFFER);
       await expectClose(client, bytes(), code, reason);
@@ -141,7 +181,7 @@ describe('permessage-deflate on the server', () => {
       expect(inflateStats.bytesOut - before).toBe(LIMIT + 1);
     });
 
-    it('client_no_context_takeover is enforced: a message that refers to the previous one is corrupt (1007)', async () => {
+    it('client_no_context_takeover is enforced: a reference to the previous message is corrupt (1007)', async () => {
       const client = await openWebSocket(app.port, '/echo', OFFER);
       const first = deflate(TEXT);
       // The same text again, as a compressor that kept its window would send it: one back-reference.
@@ -149,7 +189,8 @@ describe('permessage-deflate on the server', () => {
       const z = createDeflateRaw();
       const chunks: Buffer[] = [];
       z.on('data', (d: Buffer) => chunks.push(d));
-      const flush = (): Promise<Buffer> => new Promise((r) => z.flush(constants.Z_SYNC_FLUSH, () => r(Buffer.concat(chunks.splice(0)).subarray(0, -4))));
+      const flush = (): Promise<Buffer> =>
+        new Promise((r) => z.flush(constants.Z_SYNC_FLUSH, () => r(Buffer.concat(chunks.splice(0)).subarray(0, -4))));
       z.write(TEXT);
       expect(await flush()).toEqual(first);
       z.write(TEXT);
@@ -188,7 +229,11 @@ describe('permessage-deflate on the server', () => {
         if (JSON.parse(f.payload.toString()).message === 'carol joined the chat') break;
       }
       carol.write(frame(Opcode.Text, text));
-      const [a, b, c] = await Promise.all([readUntilChat(alice, text), readUntilChat(bob, text), readUntilChat(carol, text)]);
+      const [a, b, c] = await Promise.all([
+        readUntilChat(alice, text),
+        readUntilChat(bob, text),
+        readUntilChat(carol, text),
+      ]);
       expect(a.rsv).toBe(RSV1);
       expect(a.raw).toEqual(b.raw);
       expect(c.rsv).toBe(0);

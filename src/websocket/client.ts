@@ -90,8 +90,14 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
       socket.off('data', onData);
       socket.off('error', fail);
       socket.off('close', onClose);
-      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, compression: _c, ...connection } =
-        options;
+      const {
+        maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE,
+        origin: _o,
+        headers: _h,
+        timeoutMs: _t,
+        compression: _c,
+        ...connection
+      } = options;
       const deflate = answer.deflate ? { deflate: settingsFor('client', answer.deflate) } : {};
       resolve(new WebSocketConnection(socket, { ...connection, ...deflate, maxMessageBytes, role: 'client' }, rest));
     };

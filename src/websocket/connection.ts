@@ -169,8 +169,9 @@ export class WebSocketConnection implements FrameHandler {
   send(data: string | Uint8Array, binary = typeof data !== 'string'): boolean {
     if (this.state !== 'open') return false;
     const opcode = binary ? Opcode.Binary : Opcode.Text;
-    if (this.deflateWindowBits !== 0) return this.write(encodeMessageFrame(opcode, data, this.masked, this.deflateWindowBits));
-    return this.write(encodeFrame(opcode, data, this.masked));
+    const bits = this.deflateWindowBits;
+    if (bits === 0) return this.write(encodeFrame(opcode, data, this.masked));
+    return this.write(encodeMessageFrame(opcode, data, this.masked, bits));
   }
 
   /** Writes a frame encoded once for many sockets (server role: §5.1 server frames are unmasked). */

@@ -214,7 +214,9 @@ export class FrameParser {
     if (b0 & RSV1) {
       if (this.options.deflate === undefined) return this.failEarly(CloseCode.ProtocolError, 'reserved bits set');
       if (isControl(opcode)) return this.failEarly(CloseCode.ProtocolError, 'RSV1 on a control frame');
-      if (opcode === Opcode.Continuation) return this.failEarly(CloseCode.ProtocolError, 'RSV1 on a continuation frame');
+      if (opcode === Opcode.Continuation) {
+        return this.failEarly(CloseCode.ProtocolError, 'RSV1 on a continuation frame');
+      }
     }
     if (isControl(opcode)) {
       // §5.2: opcodes 0xB-0xF are reserved for further control frames.
@@ -323,9 +325,14 @@ export class FrameParser {
     this.handler.onMessage(binary, data);
   }
 
+  /** The connection's inflater, made on its first compressed message (it holds zlib only while in use). */
+  private inflaterOf(): Inflater {
+    return (this.inflater ??= new Inflater(this.options.deflate!.inflateTakeover, this.options.maxMessageBytes));
+  }
+
   /** Inflates a piece of a compressed message; false when that failed the connection. */
   private inflate(input: Buffer, start: number, end: number): boolean {
-    const inflater = (this.inflater ??= new Inflater(this.options.deflate!.inflateTakeover, this.options.maxMessageBytes));
+    const inflater = this.inflaterOf();
     const before = inflater.length;
     let within: boolean;
     try {
@@ -349,7 +356,7 @@ export class FrameParser {
 
   /** RFC 7692 §7.2.2: the last frame is in: append the empty-block tail, inflate, deliver. */
   private endCompressed(): void {
-    const inflater = (this.inflater ??= new Inflater(this.options.deflate!.inflateTakeover, this.options.maxMessageBytes));
+    const inflater = this.inflaterOf();
     const before = inflater.length;
     let data: Buffer | null;
     try {

@@ -88,7 +88,13 @@ export function nextMaskKey(): Buffer {
  * With `masked`, the payload bytes in the frame are masked; `payload` itself is not modified.
  * `rsv1` marks an already compressed payload (RFC 7692 §6).
  */
-export function encodeFrame(opcode: number, payload: Uint8Array | string, masked = false, fin = true, rsv1 = false): Buffer {
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  masked = false,
+  fin = true,
+  rsv1 = false,
+): Buffer {
   const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   const size = headerSize(length, masked);
   const frame = Buffer.allocUnsafe(size + length);
@@ -104,7 +110,12 @@ export function encodeFrame(opcode: number, payload: Uint8Array | string, masked
  * A whole message as one frame, compressed with permessage-deflate (RFC 7692 §7.2.1) when that makes
  * it smaller, else as it is (RSV1 clear: §6 lets any message go uncompressed). Masked for a client.
  */
-export function encodeMessageFrame(opcode: number, payload: Uint8Array | string, masked: boolean, windowBits: number): Buffer {
+export function encodeMessageFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  masked: boolean,
+  windowBits: number,
+): Buffer {
   const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
   const deflated = deflatePayload(bytes, windowBits);
   return deflated === null ? encodeFrame(opcode, bytes, masked) : encodeFrame(opcode, deflated, masked, true, true);

@@ -8,7 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { checkAcceptance, formatParams, parseExtensions, type DeflateParams, type ExtensionOffer } from './permessage-deflate';
+import {
+  checkAcceptance,
+  formatParams,
+  parseExtensions,
+  type DeflateParams,
+  type ExtensionOffer,
+} from './permessage-deflate';
 
 /** How long a refused peer gets to read our answer before its socket is destroyed. */
 const REJECT_LINGER_MS = 5_000;

@@ -58,7 +58,9 @@ export class Inflater {
    */
   write(input: Uint8Array, start: number, end: number): boolean {
     if (this.ended || start === end) return this.length <= this.limit;
-    const z = (this.zlib ??= this.takeover ? SyncZlib.inflate(WINDOW_BITS) : (pool.pop() ?? SyncZlib.inflate(WINDOW_BITS)));
+    const z = (this.zlib ??= this.takeover
+      ? SyncZlib.inflate(WINDOW_BITS)
+      : (pool.pop() ?? SyncZlib.inflate(WINDOW_BITS)));
     let inOff = start;
     let inLen = end - start;
     for (;;) {
@@ -126,7 +128,10 @@ export class Inflater {
     const current = this.output;
     if (current !== null && current.length > this.length) return current;
     if (this.length >= cap) return null;
-    const size = Math.min(cap, current === null ? Math.max(MIN_OUTPUT, pending * FIRST_GUESS_RATIO) : current.length * 2);
+    const size = Math.min(
+      cap,
+      current === null ? Math.max(MIN_OUTPUT, pending * FIRST_GUESS_RATIO) : current.length * 2,
+    );
     const grown = Buffer.allocUnsafe(size);
     if (current !== null) current.copy(grown, 0, 0, this.length);
     this.output = grown;

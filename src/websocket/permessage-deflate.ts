@@ -226,7 +226,8 @@ export const CLIENT_OFFER: DeflateParams = {
 export function checkAcceptance(header: string, offered: DeflateParams): DeflateParams | string {
   const answer = parseExtensions(header);
   if (answer === null) return 'malformed Sec-WebSocket-Extensions in the response';
-  if (answer.length !== 1 || answer[0]!.name !== EXTENSION) return `server selected extensions we did not offer: ${header}`;
+  if (answer.length !== 1 || answer[0]!.name !== EXTENSION)
+    return `server selected extensions we did not offer: ${header}`;
   const params = readParams(answer[0]!, 'response');
   if (typeof params === 'string') return `bad permessage-deflate response: ${params}`;
   // §7.1.1.1: asked for server_no_context_takeover, the server must say so.
@@ -234,7 +235,10 @@ export function checkAcceptance(header: string, offered: DeflateParams): Deflate
     return 'server did not accept server_no_context_takeover';
   }
   // §7.1.2.1: never a larger window than we asked for.
-  if (offered.serverMaxWindowBits !== undefined && (params.serverMaxWindowBits ?? MAX_WINDOW_BITS) > offered.serverMaxWindowBits) {
+  if (
+    offered.serverMaxWindowBits !== undefined &&
+    (params.serverMaxWindowBits ?? MAX_WINDOW_BITS) > offered.serverMaxWindowBits
+  ) {
     return 'server_max_window_bits larger than offered';
   }
   // §7.1.2.2: only if we offered it, and never above a value we gave.
@@ -251,5 +255,8 @@ export function checkAcceptance(header: string, offered: DeflateParams): Deflate
 export function settingsFor(role: 'server' | 'client', params: DeflateParams): DeflateSettings {
   return role === 'server'
     ? { windowBits: params.serverMaxWindowBits ?? MAX_WINDOW_BITS, inflateTakeover: !params.clientNoContextTakeover }
-    : { windowBits: (params.clientMaxWindowBits as number | undefined) ?? MAX_WINDOW_BITS, inflateTakeover: !params.serverNoContextTakeover };
+    : {
+        windowBits: (params.clientMaxWindowBits as number | undefined) ?? MAX_WINDOW_BITS,
+        inflateTakeover: !params.serverNoContextTakeover,
+      };
 }

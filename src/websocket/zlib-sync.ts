@@ -14,7 +14,15 @@ import * as zlib from 'node:zlib';
 
 /** The parts of a node:zlib stream that Node's own synchronous functions use. */
 interface ZlibHandle {
-  writeSync(flush: number, input: Uint8Array, inOff: number, inLen: number, out: Uint8Array, outOff: number, outLen: number): void;
+  writeSync(
+    flush: number,
+    input: Uint8Array,
+    inOff: number,
+    inLen: number,
+    out: Uint8Array,
+    outOff: number,
+    outLen: number,
+  ): void;
 }
 interface ZlibInternals {
   _handle: ZlibHandle | null;
@@ -90,10 +98,13 @@ export class SyncZlib {
 
 /** Throws if this Node's zlib streams lack the synchronous handle that SyncZlib drives. */
 export function checkZlibHandle(): void {
-  const probe = zlib.createInflateRaw({ chunkSize: UNUSED_CHUNK }) as unknown as Partial<ZlibInternals> & zlib.InflateRaw;
+  const probe = zlib.createInflateRaw({ chunkSize: UNUSED_CHUNK }) as unknown as Partial<ZlibInternals> &
+    zlib.InflateRaw;
   const ok = typeof probe._handle?.writeSync === 'function' && probe._writeState instanceof Uint32Array;
   probe.close();
   if (!ok) {
-    throw new Error(`node:zlib in Node ${process.versions.node} has no synchronous handle: permessage-deflate is unavailable`);
+    throw new Error(
+      `node:zlib in Node ${process.versions.node} has no synchronous handle: permessage-deflate is unavailable`,
+    );
   }
 }

@@ -39,7 +39,12 @@ export function compressedFrame(opcode: number, payload: Uint8Array | string, op
  * A compressed message split into `parts` frames of the compressed bytes: RSV1 on the first only
  * (§6.1), continuations after it.
  */
-export function compressedFragments(opcode: number, compressed: Buffer, parts: number, options: FrameOptions = {}): Buffer[] {
+export function compressedFragments(
+  opcode: number,
+  compressed: Buffer,
+  parts: number,
+  options: FrameOptions = {},
+): Buffer[] {
   const size = Math.ceil(compressed.length / parts);
   const frames: Buffer[] = [];
   for (let i = 0; i < parts; i++) {
