@@ -213,6 +213,34 @@ describe('RSV1 rules and close codes (RFC 7692 §6.1, RFC 6455 §5.2)', () => {
   });
 });
 
+describe('hold() and resume(): the reader sets the pace', () => {
+  it('each message holds the parser; resume() delivers the next one, however the input is cut', () => {
+    const texts = ['one '.repeat(20), 'two '.repeat(20), 'three '.repeat(20)];
+    const stream = cat(...texts.map((t) => compressedFrame(Opcode.Text, t)), frame(Opcode.Ping, 'p'));
+    for (let cut = 0; cut < stream.length; cut++) {
+      const recorder = new Recorder();
+      const parser = new FrameParser(DEFLATE, {
+        onMessage: (binary, data) => {
+          recorder.onMessage(binary, data);
+          parser.hold();
+        },
+        onPing: (p) => recorder.onPing(p),
+        onPong: (p) => recorder.onPong(p),
+        onClose: (c) => recorder.onClose(c),
+        onProtocolError: (c, r) => recorder.onProtocolError(c, r),
+      });
+      if (cut > 0) parser.push(Buffer.from(stream.subarray(0, cut)));
+      parser.push(Buffer.from(stream.subarray(cut)));
+      expect(recorder.events, `cut at ${cut}`).toEqual([['text', hex(texts[0]!)]]);
+      for (let i = 1; i <= 3; i++) {
+        parser.resume();
+        expect(recorder.events.length, `cut at ${cut}`).toBe(i + 1);
+      }
+      expect(recorder.events).toEqual([...texts.map((t) => ['text', hex(t)]), ['ping', hex('p')]]);
+    }
+  });
+});
+
 describe('the zip bomb: inflation stops at the limit', () => {
   it('a 1 KiB message that would inflate to 1 GiB inflates at most limit + 1 bytes', () => {
     // 1 GiB of zeros deflates to ~1 MiB; its first KiB alone inflates to ~1 MiB.

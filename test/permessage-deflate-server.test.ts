@@ -4,6 +4,8 @@
  * and the chat's broadcast: one compressed frame, the same bytes to every client that negotiated it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { WebSocketConnection } from '../src/websocket/connection';
 import { inflateStats } from '../src/websocket/inflater';
 import { Opcode } from '../src/websocket/opcodes';
 import { connect } from '../src/websocket';
@@ -256,5 +258,33 @@ describe('permessage-deflate on the server', () => {
       plain.close();
       await plain.closed;
     });
+  });
+});
+
+describe('a reader that falls behind: no amplification', () => {
+  it('one chunk of 2,000 tiny compressed messages is not inflated all at once (8 MB for 40 KB)', async () => {
+    const SIZE = 4096;
+    const COUNT = 2000;
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = await RawClient.open((server.address() as AddressInfo).port);
+    const conn = new WebSocketConnection(await accepted, {
+      role: 'server',
+      maxMessageBytes: SIZE,
+      deflate: { windowBits: 15, inflateTakeover: false },
+    });
+    const bodies = Array.from({ length: COUNT }, (_, i) => String(i).padEnd(SIZE, 'x'));
+    const before = inflateStats.bytesOut;
+    client.write(Buffer.concat(bodies.map((b) => compressedFrame(Opcode.Text, b))));
+    const first = await conn.read();
+    expect(first).toEqual({ binary: false, data: bodies[0] });
+    // The reader took one message: at most a read queue's worth (16) more were inflated, not 2,000.
+    expect(inflateStats.bytesOut - before).toBeLessThanOrEqual(17 * SIZE);
+    for (let i = 1; i < COUNT; i++) expect((await conn.read())?.data).toBe(bodies[i]);
+    expect(inflateStats.bytesOut - before).toBe(COUNT * SIZE);
+    client.destroy();
+    await conn.closed;
+    server.close();
   });
 });

@@ -144,6 +144,7 @@ export class WebSocketConnection implements FrameHandler {
       if (this.paused && this.inbox.length < this.readQueueSize) {
         this.paused = false;
         this.socket.resume();
+        this.parser.resume();
       }
       return Promise.resolve(message);
     }
@@ -267,6 +268,7 @@ export class WebSocketConnection implements FrameHandler {
     if (this.inbox.length >= this.readQueueSize && !this.paused) {
       this.paused = true;
       this.socket.pause();
+      this.parser.hold(); // the rest of this chunk too: no more messages until read() takes some
     }
   }
 
@@ -345,13 +347,16 @@ export class WebSocketConnection implements FrameHandler {
     this.state = 'closing';
     this.sentCode = code ?? CloseCode.NoStatus;
     this.wakeReader();
-    // Keep reading so the peer's close reaches us even if nobody takes messages any more.
+    if (!this.socket.destroyed && !this.socket.writableEnded) {
+      this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
+    }
+    // Keep reading so the peer's close reaches us even if nobody takes messages any more (§7.1.4:
+    // the messages still held are discarded).
     if (this.paused) {
       this.paused = false;
       this.socket.resume();
+      this.parser.resume();
     }
-    if (this.socket.destroyed || this.socket.writableEnded) return;
-    this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
   }
 
   private dropSlowPeer(): void {

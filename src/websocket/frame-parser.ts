@@ -94,6 +94,10 @@ export class FrameParser {
   // The control frame being read (§5.5: ≤ 125 bytes, never fragmented).
   private control: Buffer = EMPTY;
 
+  // hold(): the rest of the current chunk, parsed on resume().
+  private held = false;
+  private pending: Buffer | null = null;
+
   constructor(
     private readonly options: FrameParserOptions,
     private readonly handler: FrameHandler,
@@ -111,13 +115,40 @@ export class FrameParser {
     this.control = EMPTY;
     this.inflater?.close();
     this.inflater = null;
+    this.pending = null;
+  }
+
+  /**
+   * Stops delivering after the current message: the rest of the chunk waits for resume(). The reader
+   * uses it when it falls behind, so a chunk of small compressed messages, each inflating to the limit,
+   * is not inflated all at once (uncompressed messages are views into the chunk; inflated ones are not).
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Parses what hold() left, until the next hold() or its end. */
+  resume(): void {
+    this.held = false;
+    const pending = this.pending;
+    this.pending = null;
+    if (pending !== null) this.push(pending);
   }
 
   /** Feeds one socket chunk. Takes ownership of it (see the file comment). Never throws. */
   push(chunk: Buffer): void {
+    if (this.pending !== null) {
+      // Held, and the socket had one more chunk on its way: keep it behind the rest.
+      this.pending = Buffer.concat([this.pending, chunk]);
+      return;
+    }
     let offset = 0;
     const end = chunk.length;
     while (offset < end && this.state !== DONE) {
+      if (this.held) {
+        this.pending = chunk.subarray(offset);
+        return;
+      }
       offset = this.state === HEADER ? this.readHeader(chunk, offset) : this.readPayload(chunk, offset);
     }
   }
