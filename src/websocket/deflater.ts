@@ -50,7 +50,11 @@ export function deflatePayload(payload: Uint8Array, windowBits: number): Buffer 
   const z = compressor(windowBits);
   // Room for length + 4 bytes: if zlib fills it, the payload without its tail is ≥ length: not worth it.
   const room = length + TAIL_LENGTH;
-  z.write(payload, 0, length, scratch, 0, room);
+  try {
+    z.write(payload, 0, length, scratch, 0, room);
+  } catch {
+    return null; // zlib failed (out of memory): the message goes uncompressed; a new compressor next time
+  }
   const produced = room - z.availOut;
   z.reset(); // no context takeover: the next message starts from an empty window
   if (z.availOut === 0) return null;
