@@ -263,7 +263,8 @@ describe('client side of the handshake (§4.1)', () => {
     const answers = [
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
       (key: string) =>
-        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n`,
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Accept: ${acceptKey(key)}\r\nSec-WebSocket-Extensions: x-webkit-deflate-frame\r\n\r\n`,
       (key: string) => `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`,
     ];
     for (const answer of answers) {
@@ -336,8 +337,16 @@ describe('client side of the handshake (§4.1)', () => {
   const refusals: [string, (key: string) => string, string][] = [
     ['a wrong Sec-WebSocket-Accept', (key) => ok(key.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))), 'Sec-WebSocket-Accept does not match the key'],
     ['no Upgrade header', (key) => ok(key).replace('Upgrade: websocket\r\n', ''), '101 response without Upgrade: websocket / Connection: Upgrade'],
-    ['an extension we did not offer', (key) => ok(key, 'Sec-WebSocket-Extensions: x-foo\r\n'), 'server selected extensions we did not offer: x-foo'],
-    ['a subprotocol we did not offer', (key) => ok(key, 'Sec-WebSocket-Protocol: chat\r\n'), 'server selected a subprotocol we did not offer'],
+    [
+      'an extension we did not offer',
+      (key) => ok(key, 'Sec-WebSocket-Extensions: x-foo\r\n'),
+      'server selected extensions we did not offer: x-foo',
+    ],
+    [
+      'a subprotocol we did not offer',
+      (key) => ok(key, 'Sec-WebSocket-Protocol: chat\r\n'),
+      'server selected a subprotocol we did not offer',
+    ],
   ];
   it.each(refusals)('fails the connection on %s', async (_what, respond, message) => {
     const s = await fakeServer(respond);
