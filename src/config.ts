@@ -58,6 +58,8 @@ export interface Config {
   readonly handshakeRatePerIp: number;
   /** One line per event: `text` (key=value) or `json` (one object per line). */
   readonly logFormat: LogFormat;
+  /** Accept permessage-deflate (RFC 7692) from clients that offer it. */
+  readonly compression: boolean;
 }
 
 export class ConfigError extends Error {
@@ -93,6 +95,7 @@ export const DEFAULTS: Config = Object.freeze({
   maxConnectionsPerIp: 0,
   handshakeRatePerIp: 0,
   logFormat: 'text',
+  compression: true,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -107,6 +110,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(text);
   if (value < min || value > max) throw new ConfigError(name, `must be from ${min} to ${max}, got ${value}`);
   return value;
+}
+
+function onOff(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const text = raw.trim().toLowerCase();
+  if (text === 'on') return true;
+  if (text === 'off') return false;
+  throw new ConfigError(name, `expected on or off, got ${JSON.stringify(raw)}`);
 }
 
 function origins(env: Env, name: string): readonly string[] | '*' {
@@ -217,5 +229,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', DEFAULTS.maxConnectionsPerIp, 0, 1_000_000),
     handshakeRatePerIp: integer(env, 'HANDSHAKE_RATE_PER_IP', DEFAULTS.handshakeRatePerIp, 0, 1_000_000),
     logFormat: logFormat(env, 'LOG_FORMAT'),
+    compression: onOff(env, 'COMPRESSION', DEFAULTS.compression),
   });
 }

@@ -48,6 +48,7 @@ describe('loadConfig: defaults', () => {
       maxConnectionsPerIp: 0,
       handshakeRatePerIp: 0,
       logFormat: 'text',
+      compression: true,
     } satisfies Config);
   });
 
@@ -58,7 +59,7 @@ describe('loadConfig: defaults', () => {
     names.push('MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS', 'CLOSE_TIMEOUT_MS');
     names.push('HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS');
     names.push('TLS_CERT_FILE', 'TLS_KEY_FILE', 'TRUST_PROXY', 'MAX_CONNECTIONS_PER_IP', 'HANDSHAKE_RATE_PER_IP');
-    names.push('LOG_FORMAT');
+    names.push('LOG_FORMAT', 'COMPRESSION');
     for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
@@ -128,6 +129,9 @@ describe('loadConfig: every variable parses', () => {
     ['RESUME_GRACE_MS', '3600000', 'resumeGraceMs', 3_600_000],
     ['CLOSE_TIMEOUT_MS', '100', 'closeTimeoutMs', 100],
     ['CLOSE_TIMEOUT_MS', '3600000', 'closeTimeoutMs', 3600000],
+    ['COMPRESSION', 'off', 'compression', false],
+    ['COMPRESSION', ' OFF ', 'compression', false],
+    ['COMPRESSION', 'on', 'compression', true],
   ];
   it.each(cases)('%s=%j', (name, value, key, expected) => {
     const config = loadConfig({ [name]: value });
@@ -151,7 +155,7 @@ describe('loadConfig: every variable parses', () => {
         JOIN_TIMEOUT_MS: '7000', CLOSE_TIMEOUT_MS: '2500', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3',
         MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100', TLS_CERT_FILE: '/etc/wschat/cert.pem',
         TLS_KEY_FILE: '/etc/wschat/key.pem', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1', MAX_CONNECTIONS_PER_IP: '4',
-        HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json',
+        HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json', COMPRESSION: 'off',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
@@ -160,7 +164,7 @@ describe('loadConfig: every variable parses', () => {
       joinTimeoutMs: 7000, closeTimeoutMs: 2500, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2,
       resumeGraceMs: 100, tlsCertFile: '/etc/wschat/cert.pem', tlsKeyFile: '/etc/wschat/key.pem',
       trustProxy: ['127.0.0.1/32', '10.0.0.0/8', '::1/128'], maxConnectionsPerIp: 4, handshakeRatePerIp: 2,
-      logFormat: 'json',
+      logFormat: 'json', compression: false,
     });
   });
 });
@@ -210,6 +214,9 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['RESUME_GRACE_MS', '3600001'],
     ['CLOSE_TIMEOUT_MS', '99'],
     ['CLOSE_TIMEOUT_MS', '3600001'],
+    ['COMPRESSION', 'yes'],
+    ['COMPRESSION', '1'],
+    ['COMPRESSION', 'deflate'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });
@@ -228,6 +235,7 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
   it('says what it expected and what it got', () => {
     expect(configError({ PORT: 'abc' }).message).toBe('PORT: expected a whole number from 0 to 65535, got "abc"');
     expect(configError({ PORT: '70000' }).message).toBe('PORT: must be from 0 to 65535, got 70000');
+    expect(configError({ COMPRESSION: 'yes' }).message).toBe('COMPRESSION: expected on or off, got "yes"');
   });
 
   it('the heartbeat must time out after the ping period: blames the variable that was set', () => {

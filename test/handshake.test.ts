@@ -239,6 +239,8 @@ describe('client side of the handshake (§4.1)', () => {
       expect(head).toBe(
         `GET /chat?room=1 HTTP/1.1\r\nHost: ${new URL(s.url).host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
           `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+          // RFC 7692 §7: our offer, as browsers make it.
+          'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n' +
           'Origin: http://example.test\r\nX-Test: yes\r\n\r\n',
       );
       expect(conn.readyState).toBe('open');
@@ -261,13 +263,13 @@ describe('client side of the handshake (§4.1)', () => {
     ],
     [
       'an extension we did not offer',
-      (key) => ok(key, 'Sec-WebSocket-Extensions: permessage-deflate\r\n'),
-      'server selected an extension or subprotocol we did not offer',
+      (key) => ok(key, 'Sec-WebSocket-Extensions: x-foo\r\n'),
+      'server selected extensions we did not offer: x-foo',
     ],
     [
       'a subprotocol we did not offer',
       (key) => ok(key, 'Sec-WebSocket-Protocol: chat\r\n'),
-      'server selected an extension or subprotocol we did not offer',
+      'server selected a subprotocol we did not offer',
     ],
   ];
   it.each(refusals)('fails the connection on %s', async (_what, respond, message) => {

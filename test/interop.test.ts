@@ -2,9 +2,12 @@
  * Interop with a peer nobody here wrote: Node's built-in WebSocket client (undici), in a child process.
  * On Node 20/21 it sits behind --experimental-websocket; from Node 22 it is a global.
  */
-import { describe, it, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
+import { loadConfig } from '../src/config';
+import { createApp, type App } from '../src/http/app';
 import { sharedApp } from './helpers/app';
+import { frameHeads, Tap } from './helpers/deflate';
 
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const NODE_FLAGS = NODE_MAJOR < 22 ? ['--experimental-websocket'] : [];
@@ -131,5 +134,47 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${FLAG
     expect(result.error).toBeUndefined();
     expect(result.close.code).toBe(1009);
     expect(result.close.reason).toBe('message too big');
+  });
+});
+
+const DEFLATE_SCRIPT = `${PRELUDE}
+(async () => {
+  const ws = await open();
+  const long = '{"type":"chat","user":"alice","message":"' + 'compressible '.repeat(800) + '"}';
+  const texts = [long, 'short', 'é𝄞'.repeat(30)];
+  for (const t of texts) ws.send(t);
+  const equal = [];
+  for (const t of texts) equal.push((await ws.next()) === t);
+  ws.close(1000);
+  await ws.closedEvent;
+  console.log(JSON.stringify({ extensions: ws.extensions, equal }));
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); });
+`;
+
+describe("interop: permessage-deflate with Node's built-in WebSocket client (RFC 7692)", () => {
+  let app: App;
+  let tap: Awaited<ReturnType<typeof Tap.start>>;
+  beforeAll(async () => {
+    app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1', MAX_MESSAGE_BYTES: String(64 * 1024) }));
+    tap = await Tap.start((await app.listen()).port);
+  });
+  afterAll(async () => {
+    await tap.close();
+    await app.shutdown();
+  });
+
+  it('it offers permessage-deflate, we accept, and it inflates our compressed frames', async () => {
+    type Result = { error?: string; extensions: string; equal: boolean[] };
+    const result = (await runClient(DEFLATE_SCRIPT, { PORT: String(tap.port) })) as Result;
+    expect(result.error).toBeUndefined();
+    expect(result.equal).toEqual([true, true, true]);
+    const ANSWER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+    expect(result.extensions).toBe(ANSWER);
+    const request = Buffer.concat(tap.connections[0]!.fromClient).toString('latin1');
+    expect(request).toMatch(/\r\nsec-websocket-extensions: permessage-deflate; client_max_window_bits\r\n/i);
+    const { head, frames } = tap.serverSide(0);
+    expect(head).toContain(`\r\nSec-WebSocket-Extensions: ${ANSWER}\r\n`);
+    // The three echoes, then our close: the long text and the 60 multi-byte characters compressed, "short" not.
+    expect(frameHeads(frames).map((f) => [f.opcode, f.rsv1])).toEqual([[1, true], [1, false], [1, true], [8, false]]);
   });
 });

@@ -10,7 +10,7 @@ import { handleWebSocket } from '../chat/handlers/websocket';
 import { Hub } from '../chat/models/hub';
 import { ConfigError, type Config } from '../config';
 import { eventLog, silentLogger, withFields, type EventLog, type LogFields, type Logger } from '../log';
-import { CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
+import { checkZlibHandle, CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
 import { clientAddress, normalizeIp, TrustedProxies } from './client-address';
 import { handleEcho } from './echo';
 import { HandshakeRate, limitKey, OpenConnections } from './limits';
@@ -53,6 +53,7 @@ const now = (): number => Math.floor(performance.now());
  */
 export function createApp(config: Config, out: Logger = silentLogger): App {
   const log = eventLog(config.logFormat, out);
+  if (config.compression) checkZlibHandle(); // fail at start-up, not on the first compressed message
   let certificate = config.tlsCertFile === '' ? undefined : startupCertificate(config);
   const hub = new Hub({
     sendQueue: config.sendQueue,
@@ -151,6 +152,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       pongTimeoutMs: config.pongTimeoutMs,
       maxBufferedBytes: config.maxBufferedBytes,
       closeTimeoutMs: config.closeTimeoutMs,
+      compression: config.compression,
       // The echo demo answers anyone; the chat applies the Origin policy.
       ...(route === 'chat' ? { checkOrigin } : {}),
     });

@@ -7,9 +7,12 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { WebSocketConnection, type ConnectionOptions } from './connection';
 import { checkHandshakeAnswer, clientRequest, newClientKey } from './handshake';
+import { CLIENT_OFFER, settingsFor } from './permessage-deflate';
 
-export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMessageBytes'> {
+export interface ConnectOptions extends Omit<ConnectionOptions, 'role' | 'maxMessageBytes' | 'deflate'> {
   maxMessageBytes?: number;
+  /** Offer permessage-deflate (RFC 7692), as browsers do; on unless false. */
+  compression?: boolean;
   /** Sent as the Origin header (browsers always send one; tools usually do not). */
   origin?: string;
   /** Extra request headers. */
@@ -50,8 +53,10 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.port || (secure ? 443 : 80));
   const key = newClientKey();
-  const headers: Record<string, string> = { ...(options.origin !== undefined ? { Origin: options.origin } : {}), ...options.headers };
-  const request = clientRequest(target, key, headers);
+  const origin = options.origin !== undefined ? { Origin: options.origin } : {};
+  const headers: Record<string, string> = { ...origin, ...options.headers };
+  const offer = options.compression === false ? undefined : CLIENT_OFFER;
+  const request = clientRequest(target, key, headers, offer);
 
   return new Promise((resolve, reject) => {
     const socket: Socket = secure ? openTls(host, port, options) : netConnect({ host, port });
@@ -74,7 +79,7 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
         if (received.length > MAX_RESPONSE_HEAD) fail(new HandshakeError('handshake response head too large'));
         return;
       }
-      const answer = checkHandshakeAnswer(received.subarray(0, end).toString('latin1'), key);
+      const answer = checkHandshakeAnswer(received.subarray(0, end).toString('latin1'), key, offer);
       const rest = received.subarray(end + 4);
       if (answer.status !== 101) {
         // A refusal: collect the body (Content-Length) so the caller can show the server's reason.
@@ -92,9 +97,18 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
       socket.off('data', onData);
       socket.off('error', fail);
       socket.off('close', onClose);
-      const { maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE, origin: _o, headers: _h, timeoutMs: _t, ...more } = options;
-      const { ca: _c, rejectUnauthorized: _r, ...connection } = more;
-      resolve(new WebSocketConnection(socket, { ...connection, maxMessageBytes, role: 'client' }, rest));
+      const {
+        maxMessageBytes = DEFAULT_CLIENT_MAX_MESSAGE,
+        origin: _o,
+        headers: _h,
+        timeoutMs: _t,
+        compression: _c,
+        ca: _ca,
+        rejectUnauthorized: _r,
+        ...connection
+      } = options;
+      const deflate = answer.deflate ? { deflate: settingsFor('client', answer.deflate) } : {};
+      resolve(new WebSocketConnection(socket, { ...connection, ...deflate, maxMessageBytes, role: 'client' }, rest));
     };
     const onClose = (): void => fail(new HandshakeError('connection closed during the WebSocket handshake'));
 

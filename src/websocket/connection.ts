@@ -16,8 +16,9 @@
 import type { Socket } from 'node:net';
 import { CloseCode, isValidCloseCode } from './close-codes';
 import { FrameParser, type FrameHandler } from './frame-parser';
-import { closePayload, encodeFrame, type PreparedFrame } from './frame-writer';
+import { closePayload, encodeFrame, encodeMessageFrame, type PreparedFrame } from './frame-writer';
 import { Opcode } from './opcodes';
+import type { DeflateSettings } from './permessage-deflate';
 
 export type Role = 'server' | 'client';
 
@@ -35,9 +36,13 @@ export interface ConnectionOptions {
   maxBufferedBytes?: number;
   /** Messages read from the socket but not yet taken by read(); above it the socket is paused. */
   readQueueSize?: number;
+  /** permessage-deflate as negotiated in the handshake (RFC 7692); absent: not negotiated. */
+  deflate?: DeflateSettings;
 }
 
-export type Message = { readonly binary: false; readonly data: string } | { readonly binary: true; readonly data: Buffer };
+export type Message =
+  | { readonly binary: false; readonly data: string }
+  | { readonly binary: true; readonly data: Buffer };
 
 /** §7.1.5/§7.1.6: the close code the peer sent, 1005 for an empty close, 1006 if none came. */
 export interface CloseInfo {
@@ -70,6 +75,8 @@ export class WebSocketConnection implements FrameHandler {
   private readonly closeTimeoutMs: number;
   private readonly maxBufferedBytes: number;
   private readonly readQueueSize: number;
+  /** RFC 7692: the window our compressed messages use; 0 when permessage-deflate was not negotiated. */
+  private readonly deflateWindowBits: number;
 
   private state: ReadyState = 'open';
   private sentCode: number | undefined;
@@ -100,8 +107,13 @@ export class WebSocketConnection implements FrameHandler {
     this.readQueueSize = options.readQueueSize ?? DEFAULT_READ_QUEUE;
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
     this.pongTimeoutMs = options.pongTimeoutMs ?? 0;
+    this.deflateWindowBits = options.deflate?.windowBits ?? 0;
     this.parser = new FrameParser(
-      { maxMessageBytes: options.maxMessageBytes, expectMasked: options.role === 'server' },
+      {
+        maxMessageBytes: options.maxMessageBytes,
+        expectMasked: options.role === 'server',
+        ...(options.deflate ? { deflate: options.deflate } : {}),
+      },
       this,
     );
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
@@ -142,6 +154,7 @@ export class WebSocketConnection implements FrameHandler {
       if (this.paused && this.inbox.length < this.readQueueSize) {
         this.paused = false;
         this.socket.resume();
+        this.parser.resume();
       }
       return Promise.resolve(message);
     }
@@ -155,36 +168,53 @@ export class WebSocketConnection implements FrameHandler {
 
   // ---- writing ----
 
-  /** Sends one text (string) or binary message. Returns false when the caller should await drained(). */
+  /** permessage-deflate was negotiated (RFC 7692). */
+  get compression(): boolean {
+    return this.deflateWindowBits !== 0;
+  }
+
+  /**
+   * Sends one text (string) or binary message, compressed when permessage-deflate was negotiated and
+   * that makes it smaller. Returns false when the caller should await drained().
+   */
   send(data: string | Uint8Array, binary = typeof data !== 'string'): boolean {
     if (this.state !== 'open') return false;
-    return this.write(encodeFrame(binary ? Opcode.Binary : Opcode.Text, data, this.masked));
+    const opcode = binary ? Opcode.Binary : Opcode.Text;
+    const bits = this.deflateWindowBits;
+    if (bits === 0) return this.write(encodeFrame(opcode, data, this.masked));
+    return this.write(encodeMessageFrame(opcode, data, this.masked, bits));
   }
 
   /**
    * Writes frames encoded once for many sockets (server role: §5.1 server frames are unmasked) with one
    * write: a batch is copied into a single buffer, which costs less than a corked chunk per frame (and
-   * leaves one short-lived object, not one per frame).
+   * leaves one short-lived object, not one per frame). With permessage-deflate, each frame's compressed
+   * bytes: computed by the first connection that needs them, shared by all the others.
    */
   sendFrames(frames: readonly PreparedFrame[]): boolean {
     const count = frames.length;
     if (this.state !== 'open' || count === 0) return false;
-    if (count === 1) return this.write(frames[0]!.bytes);
+    if (count === 1) return this.write(this.bytesOf(frames[0]!));
     let total = 0;
     let largest = 0;
     for (let i = 0; i < count; i++) {
-      const length = frames[i]!.bytes.length;
+      const length = this.bytesOf(frames[i]!).length;
       total += length;
       if (length > largest) largest = length;
     }
     const batch = Buffer.allocUnsafe(total);
     let offset = 0;
     for (let i = 0; i < count; i++) {
-      const bytes = frames[i]!.bytes;
+      const bytes = this.bytesOf(frames[i]!);
       batch.set(bytes, offset);
       offset += bytes.length;
     }
     return this.write(batch, largest);
+  }
+
+  /** The encoding of `frame` this connection negotiated. */
+  private bytesOf(frame: PreparedFrame): Buffer {
+    return this.deflateWindowBits === 0 ? frame.bytes : frame.deflatedBytes(this.deflateWindowBits);
   }
 
   /** Resolves when the socket has room again (or the connection is gone). */
@@ -202,7 +232,8 @@ export class WebSocketConnection implements FrameHandler {
   }
 
   ping(payload: Uint8Array | string = ''): void {
-    if (this.state === 'open') this.writeControl(Opcode.Ping, typeof payload === 'string' ? Buffer.from(payload) : payload);
+    if (this.state !== 'open') return;
+    this.writeControl(Opcode.Ping, typeof payload === 'string' ? Buffer.from(payload) : payload);
   }
 
   /**
@@ -243,6 +274,7 @@ export class WebSocketConnection implements FrameHandler {
     if (this.inbox.length >= this.readQueueSize && !this.paused) {
       this.paused = true;
       this.socket.pause();
+      this.parser.hold(); // the rest of this chunk too: no more messages until read() takes some
     }
   }
 
@@ -278,7 +310,9 @@ export class WebSocketConnection implements FrameHandler {
   /** §5.5.1: answer the peer's close with a close frame echoing its code (none for 1005). */
   private answerClose(): void {
     if (this.state === 'closed') return;
-    if (this.sentCode === undefined) this.sendClose(this.closeCode === CloseCode.NoStatus ? undefined : this.closeCode, '');
+    if (this.sentCode === undefined) {
+      this.sendClose(this.closeCode === CloseCode.NoStatus ? undefined : this.closeCode, '');
+    }
     // §7.1.1: the server closes the TCP connection first; a client waits for it, but not forever.
     if (this.role === 'server') this.socket.end();
     this.armCloseTimer();
@@ -321,13 +355,16 @@ export class WebSocketConnection implements FrameHandler {
     this.state = 'closing';
     this.sentCode = code ?? CloseCode.NoStatus;
     this.wakeReader();
-    // Keep reading so the peer's close reaches us even if nobody takes messages any more.
+    if (!this.socket.destroyed && !this.socket.writableEnded) {
+      this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
+    }
+    // Keep reading so the peer's close reaches us even if nobody takes messages any more (§7.1.4:
+    // the messages still held are discarded).
     if (this.paused) {
       this.paused = false;
       this.socket.resume();
+      this.parser.resume();
     }
-    if (this.socket.destroyed || this.socket.writableEnded) return;
-    this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
   }
 
   private dropSlowPeer(): void {

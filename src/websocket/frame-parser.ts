@@ -14,8 +14,14 @@
  * Ownership: push() unmasks the chunk in place, so the caller hands the chunk over (socket data is
  * never reused, so this saves a copy on the hot path). Messages delivered from the fast path are
  * views into that chunk.
+ *
+ * With permessage-deflate negotiated (RFC 7692), a message whose first frame has RSV1 set is
+ * inflated piece by piece as its payload arrives; the inflated size counts against the message limit
+ * as it grows, and inflated text is UTF-8 checked as it is produced.
  */
 import { CloseCode, isValidCloseCode } from './close-codes';
+import { RSV1 } from './frame-writer';
+import { Inflater } from './inflater';
 import { applyMask } from './mask';
 import { isControl, MAX_CONTROL_PAYLOAD, Opcode } from './opcodes';
 import { isUtf8, Utf8Validator } from './utf8';
@@ -36,6 +42,11 @@ export interface FrameParserOptions {
   maxMessageBytes: number;
   /** true on the server: §5.1 client frames must be masked. false on the client: server frames must not be. */
   expectMasked: boolean;
+  /**
+   * permessage-deflate was negotiated (RFC 7692): RSV1 marks compressed messages. `inflateTakeover`:
+   * the peer may refer to its earlier messages (§7.1.1), so the inflater keeps its window.
+   */
+  deflate?: { readonly inflateTakeover: boolean };
 }
 
 const HEADER = 0;
@@ -45,6 +56,14 @@ const DONE = 2;
 const EMPTY = Buffer.alloc(0);
 /** A fragmented message's buffer starts at this size and doubles (capped by the limit and known sizes). */
 const MIN_MESSAGE_BUFFER = 1024;
+
+/**
+ * The compressed size allowed for a message of at most `limit` bytes: a compressor may expand
+ * incompressible data, by up to 1/8 with 9-bit fixed-Huffman literals (RFC 1951 §3.2.6).
+ */
+export function maxCompressedBytes(limit: number): number {
+  return limit + Math.ceil(limit / 8) + 64;
+}
 
 export class FrameParser {
   private state = HEADER;
@@ -67,8 +86,17 @@ export class FrameParser {
   private messageLength = 0;
   private readonly utf8 = new Utf8Validator();
 
+  // RFC 7692: the message in progress is compressed (its first frame had RSV1); its compressed size so far.
+  private compressed = false;
+  private compressedLength = 0;
+  private inflater: Inflater | null = null;
+
   // The control frame being read (§5.5: ≤ 125 bytes, never fragmented).
   private control: Buffer = EMPTY;
+
+  // hold(): the rest of the current chunk, parsed on resume().
+  private held = false;
+  private pending: Buffer | null = null;
 
   constructor(
     private readonly options: FrameParserOptions,
@@ -85,13 +113,42 @@ export class FrameParser {
     this.state = DONE;
     this.messageBuffer = null;
     this.control = EMPTY;
+    this.inflater?.close();
+    this.inflater = null;
+    this.pending = null;
+  }
+
+  /**
+   * Stops delivering after the current message: the rest of the chunk waits for resume(). The reader
+   * uses it when it falls behind, so a chunk of small compressed messages, each inflating to the limit,
+   * is not inflated all at once (uncompressed messages are views into the chunk; inflated ones are not).
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Parses what hold() left, until the next hold() or its end. */
+  resume(): void {
+    this.held = false;
+    const pending = this.pending;
+    this.pending = null;
+    if (pending !== null) this.push(pending);
   }
 
   /** Feeds one socket chunk. Takes ownership of it (see the file comment). Never throws. */
   push(chunk: Buffer): void {
+    if (this.pending !== null) {
+      // Held, and the socket had one more chunk on its way: keep it behind the rest.
+      this.pending = Buffer.concat([this.pending, chunk]);
+      return;
+    }
     let offset = 0;
     const end = chunk.length;
     while (offset < end && this.state !== DONE) {
+      if (this.held) {
+        this.pending = chunk.subarray(offset);
+        return;
+      }
       offset = this.state === HEADER ? this.readHeader(chunk, offset) : this.readPayload(chunk, offset);
     }
   }
@@ -153,14 +210,22 @@ export class FrameParser {
     if (isControl(this.opcode)) {
       this.control = length === 0 ? EMPTY : Buffer.allocUnsafe(length);
     } else {
-      // §10.4: enforce the limit on the declared length, summed over fragments, before buffering.
-      if (this.messageLength + length > this.options.maxMessageBytes) {
-        return this.fail(CloseCode.MessageTooBig, 'message too big', chunk);
-      }
       if (this.opcode !== Opcode.Continuation) {
         this.messageOpcode = this.opcode;
         this.messageLength = 0;
+        this.compressed = (b0 & RSV1) !== 0;
+        this.compressedLength = 0;
         this.utf8.reset();
+      }
+      // §10.4: enforce the limit on the declared length, summed over fragments, before buffering.
+      // A compressed message is held to its inflated size as it inflates, and to a bound on its input.
+      if (this.compressed) {
+        this.compressedLength += length;
+        if (this.compressedLength > maxCompressedBytes(this.options.maxMessageBytes)) {
+          return this.fail(CloseCode.MessageTooBig, 'message too big', chunk);
+        }
+      } else if (this.messageLength + length > this.options.maxMessageBytes) {
+        return this.fail(CloseCode.MessageTooBig, 'message too big', chunk);
       }
     }
 
@@ -174,8 +239,16 @@ export class FrameParser {
   /** The checks that need only the first two header bytes, so a bad frame fails as early as possible. */
   private checkFirstBytes(b0: number, b1: number): boolean {
     const opcode = b0 & 0x0f;
-    // §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated (we negotiate none).
-    if (b0 & 0x70) return this.failEarly(CloseCode.ProtocolError, 'reserved bits set');
+    // §5.2: RSV1-3 MUST be 0 unless an extension defining them was negotiated. RFC 7692 §6 defines
+    // RSV1, on the first frame of a data message only: not on control frames, not on continuations.
+    if (b0 & 0x30) return this.failEarly(CloseCode.ProtocolError, 'reserved bits set');
+    if (b0 & RSV1) {
+      if (this.options.deflate === undefined) return this.failEarly(CloseCode.ProtocolError, 'reserved bits set');
+      if (isControl(opcode)) return this.failEarly(CloseCode.ProtocolError, 'RSV1 on a control frame');
+      if (opcode === Opcode.Continuation) {
+        return this.failEarly(CloseCode.ProtocolError, 'RSV1 on a continuation frame');
+      }
+    }
     if (isControl(opcode)) {
       // §5.2: opcodes 0xB-0xF are reserved for further control frames.
       if (opcode > Opcode.Pong) return this.failEarly(CloseCode.ProtocolError, 'reserved opcode');
@@ -195,7 +268,8 @@ export class FrameParser {
     // §5.1: a client masks every frame it sends, a server masks none.
     const masked = (b1 & 0x80) !== 0;
     if (masked !== this.options.expectMasked) {
-      return this.failEarly(CloseCode.ProtocolError, masked ? 'masked frame from server' : 'unmasked frame from client');
+      const why = masked ? 'masked frame from server' : 'unmasked frame from client';
+      return this.failEarly(CloseCode.ProtocolError, why);
     }
     return true;
   }
@@ -206,7 +280,12 @@ export class FrameParser {
 
     if (isControl(this.opcode)) {
       chunk.copy(this.control, this.payloadOffset, offset, end);
-      if (this.masked) applyMask(this.control, this.payloadOffset, this.payloadOffset + n, this.maskKey, this.payloadOffset);
+      const at = this.payloadOffset;
+      if (this.masked) applyMask(this.control, at, at + n, this.maskKey, at);
+    } else if (this.compressed) {
+      // RFC 7692 §7.2.2: inflate as it arrives (unmasked in place, like the fast path below).
+      if (this.masked) applyMask(chunk, offset, end, this.maskKey, this.payloadOffset);
+      if (!this.inflate(chunk, offset, end)) return chunk.length;
     } else if (this.fin && this.opcode !== Opcode.Continuation && n === this.remaining && this.payloadOffset === 0) {
       // Fast path: a whole unfragmented message inside this chunk is unmasked in place, not copied.
       if (this.masked) applyMask(chunk, offset, end, this.maskKey, 0);
@@ -214,7 +293,9 @@ export class FrameParser {
       this.remaining = 0;
       this.state = HEADER;
       this.messageOpcode = 0;
-      if (this.opcode === Opcode.Text && !isUtf8(data)) return this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message', chunk);
+      if (this.opcode === Opcode.Text && !isUtf8(data)) {
+        return this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message', chunk);
+      }
       this.handler.onMessage(this.opcode === Opcode.Binary, data);
       return end;
     } else {
@@ -262,6 +343,10 @@ export class FrameParser {
       return;
     }
     if (!this.fin) return;
+    if (this.compressed) {
+      this.endCompressed();
+      return;
+    }
     // §8.1: the message must not end inside a code point.
     if (this.messageOpcode === Opcode.Text && !this.utf8.complete) {
       this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
@@ -272,6 +357,60 @@ export class FrameParser {
     this.messageBuffer = null;
     this.messageLength = 0;
     this.messageOpcode = 0;
+    this.handler.onMessage(binary, data);
+  }
+
+  /** The connection's inflater, made on its first compressed message (it holds zlib only while in use). */
+  private inflaterOf(): Inflater {
+    return (this.inflater ??= new Inflater(this.options.deflate!.inflateTakeover, this.options.maxMessageBytes));
+  }
+
+  /** Inflates a piece of a compressed message; false when that failed the connection. */
+  private inflate(input: Buffer, start: number, end: number): boolean {
+    const inflater = this.inflaterOf();
+    const before = inflater.length;
+    let within: boolean;
+    try {
+      within = inflater.write(input, start, end);
+    } catch {
+      // The payload is not the DEFLATE data RSV1 announced (as ws and others, 1007: inconsistent data).
+      this.fail(CloseCode.InvalidPayload, 'invalid compressed data');
+      return false;
+    }
+    if (!within) {
+      this.fail(CloseCode.MessageTooBig, 'message too big');
+      return false;
+    }
+    // §8.1: fail fast on the inflated text, as for uncompressed fragments.
+    if (this.messageOpcode === Opcode.Text && !this.utf8.update(inflater.output ?? EMPTY, before, inflater.length)) {
+      this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
+      return false;
+    }
+    return true;
+  }
+
+  /** RFC 7692 §7.2.2: the last frame is in: append the empty-block tail, inflate, deliver. */
+  private endCompressed(): void {
+    const inflater = this.inflaterOf();
+    const before = inflater.length;
+    let data: Buffer | null;
+    try {
+      data = inflater.finish();
+    } catch {
+      this.fail(CloseCode.InvalidPayload, 'invalid compressed data');
+      return;
+    }
+    if (data === null) {
+      this.fail(CloseCode.MessageTooBig, 'message too big');
+      return;
+    }
+    const binary = this.messageOpcode === Opcode.Binary;
+    if (!binary && !(this.utf8.update(data, before, data.length) && this.utf8.complete)) {
+      this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
+      return;
+    }
+    this.messageOpcode = 0;
+    this.compressed = false;
     this.handler.onMessage(binary, data);
   }
 

@@ -3,9 +3,11 @@
  * frame with a fresh, unpredictable key (§5.3).
  *
  * `PreparedFrame` is a whole frame encoded once: a broadcast encodes its message a single time and
- * writes the same bytes to every socket.
+ * writes the same bytes to every socket. With permessage-deflate (RFC 7692) it also compresses the
+ * message once, on the first connection that wants it, and keeps that frame for all the others.
  */
 import { randomFillSync } from 'node:crypto';
+import { deflatePayload } from './deflater';
 import { applyMask } from './mask';
 import { Opcode } from './opcodes';
 
@@ -15,9 +17,12 @@ export function headerSize(length: number, masked: boolean): number {
   return masked ? base + 4 : base;
 }
 
+/** RFC 7692 §6: RSV1 marks the first frame of a compressed message ("Per-Message Compressed"). */
+export const RSV1 = 0x40;
+
 /**
  * Writes a frame header into `target` at `offset` and returns the offset after it.
- * `maskKey` (4 bytes) sets the MASK bit and is appended after the length.
+ * `maskKey` (4 bytes) sets the MASK bit and is appended after the length; `rsv1` sets RSV1.
  */
 export function writeHeader(
   target: Uint8Array,
@@ -26,8 +31,9 @@ export function writeHeader(
   length: number,
   fin = true,
   maskKey?: Uint8Array,
+  rsv1 = false,
 ): number {
-  target[offset] = (fin ? 0x80 : 0) | opcode;
+  target[offset] = (fin ? 0x80 : 0) | (rsv1 ? RSV1 : 0) | opcode;
   const maskBit = maskKey ? 0x80 : 0;
   if (length < 126) {
     target[offset + 1] = maskBit | length;
@@ -80,22 +86,70 @@ export function nextMaskKey(): Buffer {
 /**
  * Encodes a complete frame into one buffer (header + payload, a single copy of the payload).
  * With `masked`, the payload bytes in the frame are masked; `payload` itself is not modified.
+ * `rsv1` marks an already compressed payload (RFC 7692 §6).
  */
-export function encodeFrame(opcode: number, payload: Uint8Array | string, masked = false, fin = true): Buffer {
+export function encodeFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  masked = false,
+  fin = true,
+  rsv1 = false,
+): Buffer {
   const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
   const size = headerSize(length, masked);
   const frame = Buffer.allocUnsafe(size + length);
   const key = masked ? nextMaskKey() : undefined;
-  writeHeader(frame, 0, opcode, length, fin, key);
+  writeHeader(frame, 0, opcode, length, fin, key, rsv1);
   if (typeof payload === 'string') frame.write(payload, size, 'utf8');
   else frame.set(payload, size);
   if (key) applyMask(frame, size, size + length, key, 0);
   return frame;
 }
 
+/**
+ * A whole message as one frame, compressed with permessage-deflate (RFC 7692 §7.2.1) when that makes
+ * it smaller, else as it is (RSV1 clear: §6 lets any message go uncompressed). Masked for a client.
+ */
+export function encodeMessageFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  masked: boolean,
+  windowBits: number,
+): Buffer {
+  const bytes = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const deflated = deflatePayload(bytes, windowBits);
+  return deflated === null ? encodeFrame(opcode, bytes, masked) : encodeFrame(opcode, deflated, masked, true, true);
+}
+
 /** A message encoded once as an unmasked server frame, ready to be written to any number of sockets. */
 export class PreparedFrame {
+  /**
+   * The compressed frame for each LZ77 window size (RFC 7692 §7.1.2.1) that a recipient needed,
+   * computed on first need; the uncompressed frame itself where compressing does not pay.
+   */
+  private deflated: Buffer[] | null = null;
+
   constructor(readonly bytes: Buffer) {}
+
+  /**
+   * The bytes to write to a connection that negotiated permessage-deflate with this window size.
+   * Every message is compressed on its own (no context takeover), so the result is the same for
+   * every such connection: a broadcast compresses once, whatever the number of recipients.
+   */
+  deflatedBytes(windowBits: number): Buffer {
+    const cache = (this.deflated ??= []);
+    let frame = cache[windowBits];
+    if (frame === undefined) {
+      const bytes = this.bytes;
+      // An unmasked header (§5.2): 2 bytes, plus 2 or 8 for the 16- or 64-bit length.
+      const len7 = bytes[1]! & 0x7f;
+      const payload = bytes.subarray(len7 < 126 ? 2 : len7 === 126 ? 4 : 10);
+      const compressed = deflatePayload(payload, windowBits);
+      frame = compressed === null ? bytes : encodeFrame(bytes[0]! & 0x0f, compressed, false, true, true);
+      cache[windowBits] = frame;
+    }
+    return frame;
+  }
 
   static text(text: string): PreparedFrame {
     return new PreparedFrame(encodeFrame(Opcode.Text, text));

@@ -8,6 +8,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import {
+  checkAcceptance,
+  formatParams,
+  parseExtensions,
+  type DeflateParams,
+  type ExtensionOffer,
+} from './permessage-deflate';
 
 /** How long a refused peer gets to read our answer before its socket is destroyed. */
 const REJECT_LINGER_MS = 5_000;
@@ -34,7 +41,12 @@ const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
 export type UpgradeVerdict =
   | { readonly ok: true; readonly key: string }
-  | { readonly ok: false; readonly status: number; readonly message: string; readonly headers?: Readonly<Record<string, string>> };
+  | {
+      readonly ok: false;
+      readonly status: number;
+      readonly message: string;
+      readonly headers?: Readonly<Record<string, string>>;
+    };
 
 /** Raw header values by lower-case name, so duplicates are visible (Node joins some of them). */
 function headerValues(req: IncomingMessage, name: string): string[] {
@@ -50,7 +62,8 @@ function headerValues(req: IncomingMessage, name: string): string[] {
 export function checkUpgradeRequest(req: IncomingMessage): UpgradeVerdict {
   // §4.2.1 (1): "An HTTP/1.1 or higher GET request".
   if (req.method !== 'GET') {
-    return { ok: false, status: 405, message: 'a WebSocket handshake must be a GET request', headers: { Allow: 'GET' } };
+    const message = 'a WebSocket handshake must be a GET request';
+    return { ok: false, status: 405, message, headers: { Allow: 'GET' } };
   }
   if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
     return { ok: false, status: 400, message: 'a WebSocket handshake needs HTTP/1.1' };
@@ -92,13 +105,25 @@ export function checkUpgradeRequest(req: IncomingMessage): UpgradeVerdict {
   return { ok: true, key };
 }
 
-/** The 101 response (§4.2.2). No subprotocol and no extension are negotiated. */
-export function handshakeResponse(key: string): string {
+/**
+ * The client's Sec-WebSocket-Extensions offers (§9.1), all header lines together in order (§4.2.1
+ * (9): the header may appear more than once). Null when the header is malformed.
+ */
+export function extensionOffers(req: IncomingMessage): ExtensionOffer[] | null {
+  return parseExtensions(headerValues(req, 'sec-websocket-extensions').join(','));
+}
+
+/**
+ * The 101 response (§4.2.2). No subprotocol is negotiated; `extensions` is the Sec-WebSocket-Extensions
+ * value of the extensions accepted (§9.1), if any.
+ */
+export function handshakeResponse(key: string, extensions?: string): string {
   return (
     'HTTP/1.1 101 Switching Protocols\r\n' +
     'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\n' +
     `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
+    (extensions !== undefined ? `Sec-WebSocket-Extensions: ${extensions}\r\n` : '') +
     '\r\n'
   );
 }
@@ -110,15 +135,21 @@ export function newClientKey(): string {
   return randomBytes(16).toString('base64');
 }
 
-/** §4.1: the client's opening request for a ws:// URL. */
-export function clientRequest(target: URL, key: string, extraHeaders: Readonly<Record<string, string>> = {}): string {
+/** §4.1: the client's opening request for a ws:// URL, offering permessage-deflate with `deflate`. */
+export function clientRequest(
+  target: URL,
+  key: string,
+  extraHeaders: Readonly<Record<string, string>> = {},
+  deflate?: DeflateParams,
+): string {
   let request =
     `GET ${target.pathname}${target.search} HTTP/1.1\r\n` +
     `Host: ${target.host}\r\n` +
     'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\n' +
     `Sec-WebSocket-Key: ${key}\r\n` +
-    'Sec-WebSocket-Version: 13\r\n';
+    'Sec-WebSocket-Version: 13\r\n' +
+    (deflate !== undefined ? `Sec-WebSocket-Extensions: ${formatParams(deflate)}\r\n` : '');
   for (const [name, value] of Object.entries(extraHeaders)) request += `${name}: ${value}\r\n`;
   return request + '\r\n';
 }
@@ -130,16 +161,26 @@ export interface HandshakeAnswer {
   readonly headers: ReadonlyMap<string, string>;
   /** Undefined when the answer completes the handshake. */
   readonly problem: string | undefined;
+  /** The permessage-deflate parameters the server agreed to (RFC 7692 §7), if it accepted our offer. */
+  readonly deflate?: DeflateParams;
 }
 
-/** Checks a response head (up to, not including, the blank line) as §4.1 requires of a client. */
-export function checkHandshakeAnswer(head: string, key: string): HandshakeAnswer {
+/**
+ * Checks a response head (up to, not including, the blank line) as §4.1 requires of a client;
+ * `deflate` is the permessage-deflate offer we made, if any.
+ */
+export function checkHandshakeAnswer(head: string, key: string, deflate?: DeflateParams): HandshakeAnswer {
   const [statusLine = '', ...lines] = head.split('\r\n');
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? NaN);
   const headers = new Map<string, string>();
   for (const line of lines) {
     const colon = line.indexOf(':');
-    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+    if (colon <= 0) continue;
+    // A header sent twice is one comma-separated list (RFC 7230 §3.2.2): two Sec-WebSocket-Extensions lines count.
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    const previous = headers.get(name);
+    headers.set(name, previous === undefined ? value : `${previous}, ${value}`);
   }
   const answer = (problem: string | undefined): HandshakeAnswer => ({ status, statusLine, headers, problem });
   if (status !== 101) return answer(`server refused the WebSocket handshake: ${statusLine}`);
@@ -147,12 +188,18 @@ export function checkHandshakeAnswer(head: string, key: string): HandshakeAnswer
   if (!hasToken(headers.get('upgrade'), 'websocket') || !hasToken(headers.get('connection'), 'upgrade')) {
     return answer('101 response without Upgrade: websocket / Connection: Upgrade');
   }
-  if (headers.get('sec-websocket-accept') !== acceptKey(key)) return answer('Sec-WebSocket-Accept does not match the key');
-  // §4.1: we offered no extension or subprotocol, so the server must not select one.
-  if (headers.has('sec-websocket-extensions') || headers.has('sec-websocket-protocol')) {
-    return answer('server selected an extension or subprotocol we did not offer');
+  if (headers.get('sec-websocket-accept') !== acceptKey(key)) {
+    return answer('Sec-WebSocket-Accept does not match the key');
   }
-  return answer(undefined);
+  // §4.1: we offered no subprotocol, so the server must not select one.
+  if (headers.has('sec-websocket-protocol')) return answer('server selected a subprotocol we did not offer');
+  const extensions = headers.get('sec-websocket-extensions');
+  if (extensions === undefined) return answer(undefined);
+  // §4.1: only an extension we offered; RFC 7692 §7: with parameters we can accept.
+  if (deflate === undefined) return answer('server selected an extension we did not offer');
+  const agreed = checkAcceptance(extensions, deflate);
+  if (typeof agreed === 'string') return answer(agreed);
+  return { status, statusLine, headers, problem: undefined, deflate: agreed };
 }
 
 /**

@@ -7,15 +7,23 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketConnection, type ConnectionOptions } from './connection';
-import { checkUpgradeRequest, handshakeResponse, rejectUpgrade } from './handshake';
+import { checkUpgradeRequest, extensionOffers, handshakeResponse, rejectUpgrade } from './handshake';
+import { acceptOffer, settingsFor } from './permessage-deflate';
 
-export interface UpgradeOptions extends Omit<ConnectionOptions, 'role'> {
+export interface UpgradeOptions extends Omit<ConnectionOptions, 'role' | 'deflate'> {
   /** §10.2: browsers send Origin; the server decides whom to serve. Return false for 403. */
   checkOrigin?: (origin: string | undefined, req: IncomingMessage) => boolean;
+  /** Accept a permessage-deflate offer (RFC 7692). */
+  compression?: boolean;
 }
 
 /** Completes the handshake, or answers the refusal and returns null. */
-export function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, options: UpgradeOptions): WebSocketConnection | null {
+export function upgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  options: UpgradeOptions,
+): WebSocketConnection | null {
   const verdict = checkUpgradeRequest(req);
   if (!verdict.ok) {
     rejectUpgrade(socket, verdict.status, verdict.message, verdict.headers);
@@ -26,7 +34,19 @@ export function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, opti
     rejectUpgrade(socket, 403, 'origin not allowed');
     return null;
   }
+  // RFC 7692 §5: the first acceptable permessage-deflate offer, or none.
+  let accepted = null;
+  if (options.compression) {
+    const offers = extensionOffers(req);
+    if (offers === null) {
+      rejectUpgrade(socket, 400, 'malformed Sec-WebSocket-Extensions header');
+      return null;
+    }
+    accepted = acceptOffer(offers);
+  }
   if (socket.destroyed) return null;
-  socket.write(handshakeResponse(verdict.key));
-  return new WebSocketConnection(socket as Socket, { ...options, role: 'server' }, head);
+  socket.write(handshakeResponse(verdict.key, accepted?.header));
+  const { checkOrigin: _c, compression: _d, ...connection } = options;
+  const deflate = accepted ? { deflate: settingsFor('server', accepted.params) } : {};
+  return new WebSocketConnection(socket as Socket, { ...connection, ...deflate, role: 'server' }, head);
 }
