@@ -53,8 +53,9 @@ export function connect(url: string | URL, options: ConnectOptions = {}): Promis
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(target.port || (secure ? 443 : 80));
   const key = newClientKey();
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.origin !== undefined) headers.Origin = options.origin;
+  const headers: Record<string, string> = {};
+  if (options.origin !== undefined) headers.Origin = options.origin; // first, as browsers send it
+  Object.assign(headers, options.headers);
   const offer = options.compression === false ? undefined : CLIENT_OFFER;
   const request = clientRequest(target, key, headers, offer);
 
