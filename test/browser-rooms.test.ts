@@ -373,6 +373,31 @@ describe.skipIf(binary === undefined)('rooms, history and resume in a real brows
     noProblems(alice);
   });
 
+  it('a duplicated tab takes the session over; the first one waits to be asked back, no ping-pong', async () => {
+    const t = await server();
+    const first = await open(t.port);
+    await joinAs(first, 'alice');
+    // A duplicated tab starts with a copy of its sessionStorage: the same name, token and positions.
+    const state = await first.evaluate<string>(`sessionStorage.getItem('wschat.session')`);
+    const second = await open(t.port);
+    await second.evaluate(`sessionStorage.setItem('wschat.session', ${JSON.stringify(state)})`);
+    await second.send('Page.reload');
+    await second.waitFor(stateIs('joined'), 'the copy to take the session', 10_000, VIEW);
+    const BANNER = `[document.getElementById('banner-text').textContent, document.getElementById('retry').textContent]`;
+    await first.waitFor(stateIs('replaced'), 'the first tab to step aside', 5_000, BANNER);
+    expect(await first.evaluate(BANNER)).toEqual(['This chat is now open in another tab.', 'Use it here']);
+    await t.logged((line) => line === 'resumed name="alice" replaced=true');
+
+    // Asked back, it takes the session again; now the copy steps aside.
+    await first.click('#retry');
+    await first.waitFor(stateIs('joined'), 'the first tab back', 5_000, BANNER);
+    await second.waitFor(stateIs('replaced'), 'the copy to step aside', 5_000, BANNER);
+    await first.type('#text', 'back here');
+    await sees(first, 'back here');
+    expect(t.log.filter((line) => line.startsWith('resumed name="alice"'))).toHaveLength(2);
+    noProblems(first);
+  });
+
   it('screenshots: rooms, history and unread counts on desktop and phone, light and dark', async () => {
     const t = await server({ HISTORY_ON_JOIN: '4' });
     const bob = await chatter(t, 'bob');
