@@ -11,10 +11,11 @@
 import { mkdirSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startApp, type TestApp } from './helpers/app';
 import { CdpClient, CdpPage, type PageProblem } from './helpers/cdp';
 import { findChromium, launchChromium, type Chromium } from './helpers/chromium';
+import { frameHeads, Tap } from './helpers/deflate';
 
 const binary = findChromium();
 const inCI = Boolean(process.env.CI);
@@ -175,6 +176,7 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     expect(await alice!.evaluate(box)).toEqual(['text', '@bob ']);
     await say(alice!, 'secret');
 
+    await bob!.click('#rooms button[data-stream="@bob"]'); // private messages have a view of their own
     await sees(bob!, 'secret', "bob's private message", 'private');
     const [received] = (await log(bob!)).filter((m) => m.text === 'secret');
     expect(received).toMatchObject({ type: 'private', direction: 'in', user: 'alice' });
@@ -187,11 +189,13 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     expect(sent[0]!.meta).toMatch(/^Privatetobob\d\d:\d\d$/);
 
     // carol: once a later broadcast has arrived, the private message would have come before it.
+    await bob!.click('#rooms button[data-stream="lobby"]');
     await say(bob!, 'marker after the private one');
     await sees(carol!, 'marker after the private one', "bob's marker on carol's tab");
     expect(await carol!.evaluate<string>(`document.getElementById('log').textContent`)).not.toContain('secret');
 
     // Clicking a name on a message works too.
+    await bob!.click('#rooms button[data-stream="@bob"]');
     await bob!.evaluate(`document.getElementById('text').value = ''`);
     await bob!.click('#log li[data-direction="in"] button.who');
     expect(await bob!.evaluate(`document.getElementById('text').value`)).toBe('@alice ');
@@ -210,30 +214,53 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
   });
 
   it("sends a message of exactly the server's MAX_MESSAGE_BYTES (UTF-8 bytes) and refuses one byte more", async () => {
-    const t = await startApp({ MAX_MESSAGE_BYTES: '1000' });
-    const [alice, bob] = await tabs(t, 'alice', 'bob');
-    const exact = 'é'.repeat(500); // 500 characters, 1000 UTF-8 bytes
-    await alice!.type('#text', exact, false);
-    await alice!.waitFor(`document.getElementById('bytes').textContent === '1000 / 1000 bytes'`, 'the byte counter');
-    await alice!.press('Enter');
+    // alice's tab goes through a tap, uncompressed, so the size of her frames can be read on the wire.
+    const t = await startApp({ MAX_MESSAGE_BYTES: '1000', COMPRESSION: 'off' });
+    const tap = await Tap.start(t.port);
+    onTestFinished(() => tap.close());
+    const [bob] = await tabs(t, 'bob');
+    const alice = await CdpPage.open(cdp);
+    pages.push(alice);
+    await alice.goto(`http://127.0.0.1:${tap.port}/`);
+    await join(alice, 'alice');
+    // The message is JSON around the text: the page counts the text against what the envelope leaves.
+    // (The counter shows once the text passes three quarters of what the envelope leaves.)
+    await alice.type('#text', 'x'.repeat(900), false);
+    const counter = `document.getElementById('bytes').textContent`;
+    await alice.waitFor(`/^900 \\/ \\d+ bytes$/.test(${counter})`, 'the byte counter');
+    const room = Number(/\/ (\d+) bytes/.exec(await alice.evaluate<string>(counter))![1]);
+    const exact = 'é'.repeat(Math.floor(room / 2)) + (room % 2 === 1 ? 'a' : ''); // `room` UTF-8 bytes
+    await alice.evaluate(`document.getElementById('text').value = ''`);
+    await alice.type('#text', exact, false);
+    await alice.waitFor(`${counter} === '${room} / ${room} bytes'`, 'the byte counter');
+    await alice.press('Enter');
     await sees(bob!, exact, 'the message of exactly the limit', 'chat');
-    expect(await alice!.evaluate(`document.getElementById('text').value`)).toBe(''); // sent, so cleared
+    // On the wire: alice's largest text frame is exactly MAX_MESSAGE_BYTES.
+    const sizes = (): number[] =>
+      tap.connections.flatMap((c) => {
+        const fromAlice = Buffer.concat(c.fromClient);
+        if (!fromAlice.toString('latin1', 0, 8).startsWith('GET /ws ')) return []; // the page, /clients
+        const frames = frameHeads(fromAlice.subarray(fromAlice.indexOf('\r\n\r\n') + 4));
+        return frames.filter((f) => f.opcode === 1).map((f) => f.length);
+      });
+    expect(Math.max(...sizes())).toBe(1000);
 
-    const over = exact + 'a'; // 1001 bytes, still only 501 characters
-    await alice!.type('#text', over, false);
-    await alice!.waitFor(`document.getElementById('bytes').textContent === '1001 / 1000 bytes'`, 'the byte counter');
-    await alice!.press('Enter');
+    const over = exact + 'a'; // one byte more
+    await alice.type('#text', over, false);
+    await alice.waitFor(`${counter} === '${room + 1} / ${room} bytes'`, 'the byte counter');
+    await alice.press('Enter');
     const notice = `[...document.querySelectorAll('#log > li[data-type="error"] .text')]` +
-      `.some((e) => e.textContent.startsWith('Message too long: 1001 bytes (the limit is 1000 bytes)'))`;
-    await alice!.waitFor(notice, 'the too-long notice', 5_000, LOG);
-    expect(await alice!.evaluate(`document.getElementById('text').value`)).toBe(over); // kept for editing
-    expect(await alice!.evaluate(STATE)).toBe('joined');
+      `.some((e) => e.textContent.startsWith('Message too long: ${room + 1} bytes (the limit is ${room} bytes)'))`;
+    await alice.waitFor(notice, 'the too-long notice', 5_000, LOG);
+    expect(await alice.evaluate(`document.getElementById('text').value`)).toBe(over); // kept for editing
+    expect(await alice.evaluate(STATE)).toBe('joined');
     // Nothing went out: a later message arrives, and nothing before it.
-    await alice!.evaluate(`document.getElementById('text').value = ''`);
-    await say(alice!, 'after the long one');
+    await alice.evaluate(`document.getElementById('text').value = ''`);
+    await say(alice, 'after the long one');
     await sees(bob!, 'after the long one', "alice's next message");
     const chats = (await log(bob!)).filter((m) => m.type === 'chat').map((m) => m.text);
     expect(chats).toEqual([exact, 'after the long one']);
+    expect(Math.max(...sizes())).toBe(1000);
   });
 
   it('a refused name (reserved, or taken) returns to the name form with the reason, without retrying', async () => {

@@ -1,8 +1,9 @@
 /**
  * The terminal client (src/client.ts), end to end: a real server on port 0, the built client
  * (dist/client.js, built by the global setup) run as a child process with piped stdin, and an
- * observer connected with our own connect() to see what reached the chat. Plus unit tests of the
- * pure parts (argument parsing, formatting).
+ * observer connected with our own connect() to see what reached the chat: rooms, private messages, and
+ * a connection cut under the client (through a TCP proxy) that it resumes by itself. Plus unit tests of
+ * the pure parts (arguments, commands, the conversation's positions and outbox, formatting).
  *
  * Interactive mode (prompt redraw, Ctrl-C as a key press) needs a pseudo-terminal, which Node core
  * cannot make; it was checked by hand in tmux. Everything else is the same code in both modes.
@@ -11,12 +12,15 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { clientsUrl, parseArgs } from '../src/cli/args';
+import { clientsUrl, parseArgs, roomsUrl } from '../src/cli/args';
+import { parseLine } from '../src/cli/commands';
+import { Conversation } from '../src/cli/conversation';
 import {
   describeClose,
   describeConnectError,
   formatMessage,
   formatRaw,
+  formatRooms,
   formatRoster,
   parseServerMessage,
   sanitize,
@@ -26,6 +30,8 @@ import type { ServerMessage as ChatMessage } from '../src/cli/format';
 import { HandshakeError } from '../src/websocket';
 import { startApp, type TestApp } from './helpers/app';
 import { ChatPeer, left, type ChatMsg } from './helpers/chat';
+import { startTcpProxy } from './helpers/tcp-proxy';
+import { all, hello, next, request, type Msg } from './helpers/v2';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -97,16 +103,32 @@ async function readUpTo(peer: ChatPeer, match: (m: ChatMsg) => boolean): Promise
   return (await peer.upTo(match)).map(lesson);
 }
 
+/** A server on port 0 (the shared app starter) and its chat URL. */
+type Server = TestApp & { readonly url: string };
+async function startServer(env: Record<string, string> = {}): Promise<Server> {
+  const t = await startApp(env);
+  return Object.assign(t, { url: t.url() });
+}
+
+/** A v2 member of our own (rooms, acks): the other side of the CLI's rooms. */
+async function member(port: number, name: string): Promise<ChatPeer> {
+  const { peer } = await hello(port, name);
+  await next(peer, (m) => m.type === 'join' && m.name === name);
+  return peer;
+}
+
+/** What the client printed, without times: one entry per line. */
+const lines = (out: string): string[] => untimed(out).split('\n').filter((l) => l !== '');
+
+/** bob joined before the client: its welcome brings bob's join notice as history. */
+const BOB_EARLIER = 'T -- earlier in the lobby:\nT --> bob joined the chat\n';
+
 // ---- end to end ----
 
 describe('wschat-client against a real server', () => {
-  let server: TestApp & { url: string };
-  const start = async (env: Record<string, string> = {}): Promise<TestApp & { url: string }> => {
-    const t = await startApp(env);
-    return Object.assign(t, { url: t.url() });
-  };
+  let server: Server;
   beforeEach(async () => {
-    server = await start();
+    server = await startServer();
   });
   afterEach(async () => {
     await server.close();
@@ -124,8 +146,11 @@ describe('wschat-client against a real server', () => {
     ]);
     const { code, stdout, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    // Its own join notice and the echo of its broadcast, plain (stdout is a pipe: no colours).
-    expect(untimed(stdout)).toBe('T --> alice joined the chat\nT alice: hello\n');
+    // The lobby's history, its own join notice, the echo of its broadcast and its own copy of the private
+    // message, plain (stdout is a pipe: no colours).
+    expect(untimed(stdout)).toBe(
+      `${BOB_EARLIER}T --> alice joined the chat\nT alice: hello\nT [private] alice → bob: psst\n`,
+    );
     const [line] = await server.logged(/disconnect name="alice"/);
     expect(line).toMatch(/ code=1000 reason="" sent=1000 peer=127\.0\.0\.1:\d+$/);
   });
@@ -151,16 +176,21 @@ describe('wschat-client against a real server', () => {
     alice.child.stdin.end();
     const { code, stdout } = await alice.exit;
     expect(code).toBe(0);
-    expect(untimed(stdout)).toBe('T --> alice joined the chat\nT bob: hi all\nT [private] bob → you: just you\n');
+    expect(untimed(stdout)).toBe(
+      `${BOB_EARLIER}T --> alice joined the chat\nT bob: hi all\nT [private] bob → you: just you\n`,
+    );
   });
 
   it('/who prints the roster from GET /clients; /quit closes with 1000, exits 0, sends nothing after', async () => {
     const bob = await ChatPeer.join(server.port, 'bob');
-    const alice = runClient([server.url, 'alice'], '/who\n/quit\nnot sent\n');
+    // Its own join notice comes live, a moment after the welcome: local output waits for it, to keep one order.
+    const alice = runClient([server.url, 'alice']);
+    await alice.printed('alice joined the chat');
+    alice.child.stdin.end('/who\n/quit\nnot sent\n');
 
     const { code, stdout, stderr } = await alice.exit;
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-    expect(untimed(stdout)).toBe('T --> alice joined the chat\nT -- online (2): bob, alice (you)\n');
+    expect(untimed(stdout)).toBe(`${BOB_EARLIER}T --> alice joined the chat\nT -- online (2): bob, alice (you)\n`);
     // The server reads frames in order: a "not sent" chat would have come before the leave notice.
     expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
@@ -171,7 +201,9 @@ describe('wschat-client against a real server', () => {
 
   it('/help and unknown commands are answered locally; blank lines are skipped; "//x" sends "/x"', async () => {
     const bob = await ChatPeer.join(server.port, 'bob');
-    const alice = runClient([server.url, 'alice'], '/help\n\n/nope x\n//who\n');
+    const alice = runClient([server.url, 'alice']);
+    await alice.printed('alice joined the chat');
+    alice.child.stdin.end('/help\n\n/nope x\n//who\n');
 
     expect(await whileRunning(alice, readUpTo(bob, left('alice')))).toEqual([
       { type: 'join', user: 'System', message: 'alice joined the chat' },
@@ -180,20 +212,23 @@ describe('wschat-client against a real server', () => {
     ]);
     const { code, stdout } = await alice.exit;
     expect(code).toBe(0);
-    expect(untimed(stdout)).toBe(
-      [
-        'T --> alice joined the chat',
-        'T -- text          send to everyone',
-        'T -- @user text    private message to user',
-        'T -- /who          who is online',
-        'T -- /help         this list',
-        'T -- /quit         leave (also Ctrl-C, Ctrl-D)',
-        'T -- //text        send a line that starts with "/"',
-        'T -- unknown command /nope (try /help)',
-        'T alice: /who',
-        '',
-      ].join('\n'),
-    );
+    expect(lines(stdout)).toEqual([
+      'T -- earlier in the lobby:',
+      'T --> bob joined the chat',
+      'T --> alice joined the chat',
+      'T -- text          send to the current room',
+      'T -- @user text    private message to user',
+      'T -- /join #room   join a room and talk there',
+      'T -- /switch #room talk in another room you are in',
+      'T -- /leave #room  leave a room (the current one without #room)',
+      'T -- /rooms        the rooms on the server',
+      'T -- /who [#room]  who is in this room (in the lobby: who is online)',
+      'T -- /help         this list',
+      'T -- /quit         leave (also Ctrl-C, Ctrl-D)',
+      'T -- //text        send a line that starts with "/"',
+      'T -- unknown command /nope (try /help)',
+      'T alice: /who',
+    ]);
   });
 
   it('SIGINT (Ctrl-C) closes with 1000 and exits 0', async () => {
@@ -208,7 +243,7 @@ describe('wschat-client against a real server', () => {
   it('the server going away: one line with the close code and reason, exit 1', async () => {
     const alice = runClient([server.url, 'alice']);
     await alice.printed('alice joined the chat');
-    await server.app.shutdown();
+    await server.close();
     const { code, stderr } = await alice.exit;
     expect(code).toBe(1);
     expect(stderr).toBe('wschat-client: the server is going away (1001: server shutting down)\n');
@@ -217,7 +252,7 @@ describe('wschat-client against a real server', () => {
   it('the server closing the connection in the middle of piped input: its code and reason, exit 1', async () => {
     // A flood: one message a second, a burst of one; two refusals in a row and the server closes with 1008.
     await server.close();
-    server = await start({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
+    server = await startServer({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '1' });
     const lines = Array.from({ length: 10 }, (_, i) => `line ${i}\n`).join('');
     const { code, stdout, stderr } = await runClient([server.url, 'alice'], lines).exit;
     expect(code).toBe(1);
@@ -244,7 +279,8 @@ describe('wschat-client against a real server', () => {
     const url = server.url.replace(/\/ws$/, '/echo');
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
-    expect(stderr).toBe('wschat-client: not a wschat server: it answered our name with "alice"\n');
+    const echoed = JSON.stringify('{"type":"hello","name":"alice"}');
+    expect(stderr).toBe(`wschat-client: not a wschat server: it answered our hello with ${echoed}\n`);
     expect((await server.logged(/disconnect path=\/echo/))[0]).toMatch(/ code=1000 /);
   });
 
@@ -254,6 +290,120 @@ describe('wschat-client against a real server', () => {
     expect({ code, stdout }).toEqual({ code: 1, stdout: '' });
     const why = 'the server refused the WebSocket handshake: 404 not found';
     expect(stderr).toBe(`wschat-client: cannot connect to ${url}: ${why}\n`);
+  });
+
+  it('rooms: /join goes there, lines go to the current room, other rooms show their name, /leave', async () => {
+    const bob = await member(server.port, 'bob');
+    request(bob, { type: 'join', room: 'rust' });
+    await next(bob, 'joined');
+    const alice = runClient([server.url, 'alice']); // stdin stays open: each step waits for the last
+    await alice.printed('--> alice joined the chat');
+    alice.child.stdin.write('/join #Rust\nhi rust\n');
+    await whileRunning(alice, alice.printed('#rust alice: hi rust'));
+    request(bob, { type: 'chat', message: 'lobby news' });
+    await alice.printed('bob: lobby news');
+    alice.child.stdin.write('/who\n/rooms\n/switch lobby\nhi lobby\n');
+    await alice.printed('alice: hi lobby');
+    request(bob, { type: 'chat', room: 'rust', message: 'rust news' });
+    await alice.printed('#rust bob: rust news');
+    alice.child.stdin.end('/leave #rust\n@bob psst\n');
+
+    const { code, stdout, stderr } = await alice.exit;
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(lines(stdout)).toEqual([
+      'T -- earlier in the lobby:',
+      'T --> bob joined the chat',
+      'T --> alice joined the chat',
+      'T -- earlier in #rust:',
+      'T --> bob joined #rust',
+      'T --> alice joined #rust',
+      'T #rust alice: hi rust',
+      'T bob: lobby news',
+      'T -- in #rust (2): bob, alice (you)',
+      'T -- rooms (2): lobby 2 (joined), #rust 2 (here)',
+      'T -- talking in the lobby',
+      'T alice: hi lobby',
+      'T #rust bob: rust news',
+      'T -- you left #rust',
+      'T [private] alice → bob: psst',
+    ]);
+    // What bob got from alice, and where.
+    await next(bob, (m) => m.type === 'leave' && m.name === 'alice' && m.stream === 'lobby');
+    const fromAlice = all(bob).filter((m) => m.user === 'alice' || (m.name === 'alice' && m.type !== 'join'));
+    expect(fromAlice.map((m) => [m.type, m.stream, m.message])).toEqual([
+      ['chat', 'rust', 'hi rust'],
+      ['chat', 'lobby', 'hi lobby'],
+      ['leave', 'rust', 'alice left #rust'],
+      ['private', '@bob', 'psst'],
+      ['leave', 'lobby', 'alice left the chat'],
+    ]);
+  });
+
+  it('resumes a dropped connection by itself: nothing shown twice or missed, each line sent once', async () => {
+    await server.close();
+    server = await startServer({ RESUME_GRACE_MS: '60000' });
+    const bob = await member(server.port, 'bob');
+    // The client reaches the server through a proxy that can hold the link and cut it.
+    const proxy = await startTcpProxy(server.port);
+    try {
+      const alice = runClient([`ws://127.0.0.1:${proxy.port}/ws`, 'alice']);
+      await alice.printed('--> alice joined the chat');
+      alice.child.stdin.write('one\n');
+      await whileRunning(alice, alice.printed('alice: one'));
+
+      // A line into a link that holds everything, bob talks; the held bytes reach the server, the link is cut:
+      // alice never hears the ack of her line, nor bob's.
+      proxy.blackhole();
+      alice.child.stdin.write('in flight\n');
+      request(bob, { type: 'chat', message: 'held', cid: 'b1' });
+      await next(bob, (m) => m.type === 'ack' && m.cid === 'b1');
+      proxy.closeOnAccept(true); // and no attempt gets through for now
+      const attempts = proxy.accepted;
+      proxy.heal();
+      proxy.cut();
+      await whileRunning(alice, alice.printed('resuming…'));
+      // While it cannot get back: alice types, bob talks.
+      alice.child.stdin.write('two\n');
+      request(bob, { type: 'chat', message: 'while away', cid: 'b2' });
+      await next(bob, (m) => m.type === 'ack' && m.cid === 'b2');
+      await proxy.waitForAccepted(attempts + 1); // it has tried again, and failed
+      proxy.closeOnAccept(false);
+      await whileRunning(alice, alice.printed('-- resumed'));
+      await alice.printed('alice: two');
+      request(bob, { type: 'chat', message: 'after', cid: 'b3' });
+      await alice.printed('bob: after');
+      alice.child.stdin.end();
+
+      const { code, stdout, stderr } = await alice.exit;
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      // From alice's join on, exactly what the lobby stored, once each, in the server's order.
+      const res = await fetch(`http://127.0.0.1:${server.port}/rooms/lobby/history`);
+      const lobby = ((await res.json()) as { messages: Msg[] }).messages;
+      const since = lobby.slice(lobby.findIndex((m) => m.type === 'join' && m.name === 'alice'));
+      const stored = since.filter((m) => !(m.type === 'leave' && m.name === 'alice')); // her own is not for her
+      const printed = lines(stdout);
+      const live = printed.slice(printed.indexOf('T --> alice joined the chat')).filter((l) => !l.startsWith('T -- '));
+      expect(live).toEqual(stored.map((m) => (m.type === 'chat' ? `T ${m.user}: ${m.message}` : `T --> ${m.message}`)));
+      const said = live.filter((l) => l.startsWith('T alice: ')).sort();
+      expect(said).toEqual(['T alice: in flight', 'T alice: one', 'T alice: two']);
+      expect(printed.filter((l) => l.startsWith('T -- ') && !l.startsWith('T -- earlier'))).toEqual([
+        expect.stringMatching(/^T -- connection lost \(1006: .+\): resuming…$/),
+        'T -- resumed',
+      ]);
+      // bob got each line once, and saw alice neither leave nor come back until she quit.
+      await next(bob, (m) => m.type === 'leave');
+      const fromAlice = all(bob).filter((m) => m.user === 'alice' || m.name === 'alice');
+      expect(fromAlice.map((m) => m.message)).toEqual([
+        'alice joined the chat',
+        'one',
+        'in flight',
+        'two',
+        'alice left the chat',
+      ]);
+      expect((await server.logged(/^resumed name="alice"/))[0]).toBeTruthy();
+    } finally {
+      await proxy.close();
+    }
   });
 });
 
@@ -267,8 +417,8 @@ describe('wschat-client without a server', () => {
 
     const url = `ws://127.0.0.1:${port}/ws`;
     const { code, stdout, stderr } = await runClient([url, 'alice']).exit;
-    const line = `wschat-client: cannot connect to ${url}: connection refused\n`;
-    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: line });
+    const refused = `wschat-client: cannot connect to ${url}: connection refused\n`;
+    expect({ code, stdout, stderr }).toEqual({ code: 1, stdout: '', stderr: refused });
   });
 
   it.each([
@@ -340,8 +490,8 @@ describe('formatMessage', () => {
 
   it('uses the time of arrival when the message has no valid time', () => {
     const now = new Date(2024, 0, 2, 23, 59, 58);
-    const undated = { type: 'chat', user: 'bob', message: 'x', time: 'soon' } as const;
-    expect(formatMessage(undated, 'alice', false, now)).toBe('23:59:58 bob: x');
+    const untimely = { type: 'chat', user: 'bob', message: 'x', time: 'soon' } as const;
+    expect(formatMessage(untimely, 'alice', false, now)).toBe('23:59:58 bob: x');
   });
 
   it('shows frames that are not chat messages raw, and lists the roster with "(you)"', () => {
@@ -394,25 +544,173 @@ describe('colours, arguments and error lines', () => {
 
   it('describes closes and connection failures in one line', () => {
     const info = (code: number, reason: string) => ({ code, reason, wasClean: true, sentCode: code });
-    const goingAway = info(1001, 'server shutting down');
-    expect(describeClose(goingAway)).toBe('the server is going away (1001: server shutting down)');
+    expect(describeClose(info(1001, 'server shutting down'))).toBe(
+      'the server is going away (1001: server shutting down)',
+    );
     expect(describeClose(info(1008, 'too slow: send queue full'))).toBe(
       'the server closed the connection (1008: too slow: send queue full)',
     );
-    const lost = { code: 1006, reason: '', wasClean: false, sentCode: undefined };
-    expect(describeClose(lost)).toBe('connection lost (1006: no close frame)');
+    expect(describeClose({ code: 1006, reason: '', wasClean: false, sentCode: undefined })).toBe(
+      'connection lost (1006: no close frame)',
+    );
     expect(describeClose(info(1005, ''))).toBe('the server closed the connection (1005: no status code)');
 
     const url = new URL('ws://h:1/ws');
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
     expect(describeConnectError(url, refused)).toBe('cannot connect to ws://h:1/ws: connection refused');
-    const prefix = 'cannot connect to ws://h:1/ws: ';
-    expect(describeConnectError(url, new AggregateError([refused]))).toBe(`${prefix}connection refused`);
+    expect(describeConnectError(url, new AggregateError([refused]))).toBe(
+      'cannot connect to ws://h:1/ws: connection refused',
+    );
     const busy = new HandshakeError('refused', 503, 'too many connections: try again later\n');
     expect(describeConnectError(url, busy)).toBe(
-      `${prefix}the server refused the WebSocket handshake: 503 too many connections: try again later`,
+      'cannot connect to ws://h:1/ws: the server refused the WebSocket handshake: 503 too many connections: try again later',
     );
-    const timedOut = new Error('WebSocket handshake timed out');
-    expect(describeConnectError(url, timedOut)).toBe(`${prefix}WebSocket handshake timed out`);
+    expect(describeConnectError(url, new Error('WebSocket handshake timed out'))).toBe(
+      'cannot connect to ws://h:1/ws: WebSocket handshake timed out',
+    );
+  });
+});
+
+describe('parseLine', () => {
+  it('reads commands (rooms with or without "#", any case) and says everything else', () => {
+    expect(parseLine('hello')).toEqual({ kind: 'say', text: 'hello' });
+    expect(parseLine(' @bob hi')).toEqual({ kind: 'say', text: ' @bob hi' });
+    expect(parseLine('//who')).toEqual({ kind: 'say', text: '/who' });
+    expect(parseLine('/ not a command')).toEqual({ kind: 'say', text: '/ not a command' });
+    expect(parseLine('   ')).toEqual({ kind: 'nothing' });
+    expect(parseLine(' /quit ')).toEqual({ kind: 'quit' });
+    expect(parseLine('/join #Rust')).toEqual({ kind: 'join', room: 'rust' });
+    expect(parseLine('/switch lobby')).toEqual({ kind: 'switch', room: 'lobby' });
+    expect(parseLine('/leave')).toEqual({ kind: 'leave', room: undefined });
+    expect(parseLine('/leave #ops')).toEqual({ kind: 'leave', room: 'ops' });
+    expect(parseLine('/who')).toEqual({ kind: 'who', room: undefined });
+    expect(parseLine('/WHO #ops')).toEqual({ kind: 'who', room: 'ops' });
+    expect(parseLine('/rooms')).toEqual({ kind: 'rooms' });
+  });
+
+  it('says what is wrong with a command', () => {
+    expect(parseLine('/join')).toEqual({ kind: 'problem', text: 'usage: /join #room' });
+    expect(parseLine('/join #a b')).toEqual({ kind: 'problem', text: '/join takes at most one argument' });
+    expect(parseLine('/join #ünï')).toEqual({
+      kind: 'problem',
+      text: 'invalid room name "#ünï": 1-32 letters, digits, "-" or "_"',
+    });
+    expect(parseLine('/quit now')).toEqual({ kind: 'problem', text: '/quit takes no argument' });
+    expect(parseLine('/nope x')).toEqual({ kind: 'problem', text: 'unknown command /nope (try /help)' });
+  });
+});
+
+describe('Conversation', () => {
+  const welcome = (streams: { stream: string; epoch: string; offset: number; recovered: boolean }[]) => ({
+    type: 'welcome',
+    name: 'alice',
+    token: 'tok',
+    streams,
+  });
+  const chat = (offset: number, message: string, extra: Record<string, unknown> = {}) => ({
+    type: 'chat',
+    user: 'bob',
+    message,
+    time: 't',
+    stream: 'lobby',
+    offset,
+    epoch: 'e1',
+    ...extra,
+  });
+  const texts = (c: Conversation, m: Record<string, unknown>): string[] =>
+    c.receive(m).shown.map((s) => (s.kind === 'message' ? s.message.message : `${s.kind}: ${s.text}`));
+
+  it('shows each stored message once, history under a heading, and resumes from its positions', () => {
+    const c = new Conversation('alice');
+    expect(JSON.parse(c.hello())).toEqual({ type: 'hello', name: 'alice' });
+    c.receive(welcome([
+      { stream: 'lobby', epoch: 'e1', offset: 2, recovered: false },
+      { stream: '@alice', epoch: 'i1', offset: 0, recovered: false },
+    ]));
+    expect(texts(c, chat(1, 'old', { history: true }))).toEqual(['note: earlier in the lobby:', 'old']);
+    expect(texts(c, chat(2, 'older', { history: true }))).toEqual(['older']);
+    expect(texts(c, chat(3, 'new'))).toEqual(['new']);
+    expect(texts(c, chat(3, 'new'))).toEqual([]); // the same offset again
+    expect(texts(c, chat(4, 'other life', { epoch: 'e0' }))).toEqual([]);
+    expect(texts(c, chat(1, 'elsewhere', { stream: 'rust' }))).toEqual([]); // not a stream of ours
+    expect(JSON.parse(c.hello())).toEqual({
+      type: 'hello',
+      name: 'alice',
+      token: 'tok',
+      resume: { lobby: { epoch: 'e1', offset: 3 }, '@alice': { epoch: 'i1', offset: 0 } },
+    });
+
+    // Resumed: what was missed follows; what was shown is not shown again.
+    expect(texts(c, welcome([{ stream: 'lobby', epoch: 'e1', offset: 5, recovered: true }]))).toEqual([]);
+    expect([3, 4, 5].flatMap((n) => texts(c, chat(n, `m${n}`)))).toEqual(['m4', 'm5']);
+    // Not resumable: said, and counted from the new epoch on.
+    expect(texts(c, welcome([{ stream: 'lobby', epoch: 'e2', offset: 1, recovered: false }]))).toEqual([
+      'note: some messages in the lobby may be missing: its history was reset',
+    ]);
+    expect(texts(c, chat(2, 'fresh', { epoch: 'e2' }))).toEqual(['fresh']);
+  });
+
+  it('keeps what was said until acknowledged; refusals name the line; join and leave move the room', () => {
+    const c = new Conversation('alice');
+    c.receive(welcome([{ stream: 'lobby', epoch: 'e1', offset: 0, recovered: false }]));
+    const a = c.say('hello');
+    const b = c.say('@bob psst');
+    expect(JSON.parse(a.json)).toEqual({ type: 'chat', room: 'lobby', message: 'hello', cid: a.cid });
+    expect(JSON.parse(b.json)).toEqual({ type: 'private', to: 'bob', message: 'psst', cid: b.cid });
+    expect(a.cid).toMatch(/^[A-Za-z0-9_-]{8}-1$/);
+    expect(new Conversation('alice').say('x').cid).not.toBe(a.cid); // unique across runs too
+    expect([...c.outbox.keys()]).toEqual([a.cid, b.cid]);
+
+    expect(c.receive({ type: 'ack', cid: a.cid, stream: 'lobby', offset: 1, epoch: 'e1' }).settled).toEqual([a.cid]);
+    const refused = c.receive({ type: 'error', user: 'System', message: 'bob is not online', time: 't', cid: b.cid });
+    expect(refused.shown).toEqual([{ kind: 'error', text: 'bob is not online (not sent: "@bob psst")', time: 't' }]);
+    expect(refused.settled).toEqual([b.cid]);
+    expect(c.outbox.size).toBe(0);
+    const flood = c.receive({ type: 'error', user: 'System', message: 'rate limit exceeded: slow down' });
+    expect(flood.throttled).toBe(true);
+
+    const j = c.request('join', 'rust');
+    expect(JSON.parse(j.json)).toEqual({ type: 'join', room: 'rust', cid: j.cid });
+    const joined = c.receive({ type: 'joined', room: 'rust', stream: 'rust', epoch: 'r1', offset: 0 });
+    expect(joined.settled).toEqual([j.cid]);
+    expect([c.current, c.rooms]).toEqual(['rust', ['lobby', 'rust']]);
+    expect(JSON.parse(c.say('x').json)).toMatchObject({ type: 'chat', room: 'rust' });
+    const l = c.request('leave', 'rust');
+    expect(texts(c, { type: 'left', room: 'rust' })).toEqual(['note: you left #rust']);
+    expect([c.current, c.rooms]).toEqual(['lobby', ['lobby']]);
+    const asked = c.request('join', 'x');
+    expect(c.receive({ type: 'error', user: 'System', message: 'too many rooms', cid: asked.cid }).shown).toEqual([
+      { kind: 'error', text: 'too many rooms (/join #x)', time: undefined },
+    ]);
+    expect(l.cid).not.toBe(asked.cid);
+  });
+});
+
+describe('rooms in the output', () => {
+  const time = new Date(2024, 0, 2, 3, 4, 5).toISOString();
+  const now = new Date(2024, 0, 2, 3, 4, 5);
+
+  it('shows a room\'s name before its messages; the lobby stays unadorned', () => {
+    const msg = (stream: string): ChatMessage => ({ type: 'chat', user: 'bob', message: 'hi', time, stream });
+    expect(formatMessage(msg('rust'), 'alice', false)).toBe('03:04:05 #rust bob: hi');
+    expect(formatMessage(msg('lobby'), 'alice', false)).toBe('03:04:05 bob: hi');
+    expect(formatMessage(msg('rust'), 'alice', true)).toBe(
+      '\x1b[2m03:04:05\x1b[22m \x1b[34m#rust\x1b[39m \x1b[1mbob\x1b[22m: hi',
+    );
+  });
+
+  it('lists the rooms with where we are, and a room\'s members', () => {
+    const rows = [
+      { room: 'lobby', members: 3 },
+      { room: 'rust', members: 2 },
+      { room: 'ops', members: 0 },
+    ];
+    expect(formatRooms(rows, ['lobby', 'rust'], 'rust', false, now)).toBe(
+      '03:04:05 -- rooms (3): lobby 3 (joined), #rust 2 (here), #ops 0',
+    );
+    const roster = [{ name: 'bob', connectedAt: time }];
+    expect(formatRoster(roster, 'alice', false, now, 'rust')).toBe('03:04:05 -- in #rust (1): bob');
+    expect(clientsUrl(new URL('ws://h:1/ws'), 'rust').href).toBe('http://h:1/clients?room=rust');
+    expect(roomsUrl(new URL('ws://h:1/chat/ws')).href).toBe('http://h:1/chat/rooms');
   });
 });

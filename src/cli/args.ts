@@ -6,16 +6,22 @@
 export const USAGE = `usage: wschat-client ws://HOST:PORT/ws NAME
        wschat-client wss://HOST:PORT/ws NAME
 
-Joins the chat at the given WebSocket URL as NAME (wss://: over TLS; a
-certificate your system does not trust can be added with
+Joins the chat at the given WebSocket URL as NAME, in the lobby (wss://: over
+TLS; a certificate your system does not trust can be added with
 NODE_EXTRA_CA_CERTS=cert.pem).
-  Type a line to send it to everyone, "@user text" for a private message.
-  Commands: /who (who is online), /help, /quit (or Ctrl-C, Ctrl-D).
-  With stdin not a terminal (a pipe, a file), every line is sent and the
-  client closes the connection cleanly at the end of input.
+  Type a line to send it to the current room, "@user text" for a private
+  message. Messages of other rooms show the room: "#rust bob: hi".
+  Commands: /join #room, /switch #room, /leave [#room], /rooms,
+  /who [#room], /help, /quit (or Ctrl-C, Ctrl-D).
+  With stdin not a terminal (a pipe, a file), every line is sent, at the
+  server's default rate, and the client closes the connection cleanly once
+  the server has acknowledged them all.
+  A connection that drops (no close from the server) is resumed by itself:
+  nothing is shown twice or missed, nothing typed is lost or sent twice.
 
-Exit status: 0 when you quit, 1 when the connection failed or the server
-closed it, 2 for a usage error, 3 when the server refused the name.
+Exit status: 0 when you quit, 1 when the connection failed, the server
+closed it, or it could not be resumed, 2 for a usage error, 3 when the
+server refused the name.
 Colours only on a terminal; NO_COLOR=1 turns them off.
 `;
 
@@ -44,13 +50,24 @@ export function parseArgs(argv: readonly string[]): Args {
 }
 
 /**
- * Where `/who` asks: the HTTP endpoint next to the WebSocket one, same host and port.
- * Resolved relative to the ws URL, so ws://h:p/ws gives http://h:p/clients (wss:// gives https://) and
- * a server mounted under a prefix (ws://h:p/chat/ws) gives http://h:p/chat/clients.
+ * Where `/who` asks: the HTTP endpoint next to the WebSocket one, same host and port (`?room=` for one
+ * room). Resolved relative to the ws URL, so ws://h:p/ws gives http://h:p/clients (wss:// gives https://)
+ * and a server mounted under a prefix (ws://h:p/chat/ws) gives http://h:p/chat/clients.
  */
-export function clientsUrl(wsUrl: URL): URL {
+export function clientsUrl(wsUrl: URL, room?: string): URL {
+  const url = beside(wsUrl, 'clients');
+  if (room !== undefined) url.searchParams.set('room', room);
+  return url;
+}
+
+/** Where `/rooms` asks: GET rooms next to the WebSocket endpoint. */
+export function roomsUrl(wsUrl: URL): URL {
+  return beside(wsUrl, 'rooms');
+}
+
+function beside(wsUrl: URL, path: string): URL {
   const http = new URL(wsUrl.href.replace(/^ws(s?):/, 'http$1:'));
   http.search = '';
   http.hash = '';
-  return new URL('clients', http);
+  return new URL(path, http);
 }

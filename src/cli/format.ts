@@ -4,9 +4,12 @@
  *
  *   12:00:01 --> alice joined the chat        12:00:03 [private] bob → you: psst
  *   12:00:02 alice: hello                     12:00:04 error: carol is not online
- *   12:00:05 <-- bob left the chat
+ *   12:00:05 #rust bob: ship it               12:00:06 <-- bob left #rust
+ *
+ * The lobby's messages are unadorned, as in the lesson; other rooms' carry their name.
  */
 import type { MessageType } from '../chat/models/message';
+import { LOBBY } from '../chat/models/protocol';
 import type { CloseInfo } from '../websocket';
 import { CloseCode, HandshakeError } from '../websocket';
 
@@ -17,6 +20,10 @@ export interface ServerMessage {
   readonly message: string;
   readonly to?: string;
   readonly time: string;
+  /** Where it is stored: a room, or an inbox (`@name`). */
+  readonly stream?: string;
+  /** Sent as history (from before we joined), not live. */
+  readonly history?: boolean;
 }
 
 // ---- colours ----
@@ -33,6 +40,7 @@ const SGR = {
   red: [31, 39],
   green: [32, 39],
   yellow: [33, 39],
+  blue: [34, 39],
   magenta: [35, 39],
   cyan: [36, 39],
 } as const;
@@ -88,6 +96,8 @@ export function parseServerMessage(text: string): ServerMessage | undefined {
     message: m.message,
     ...(typeof m.to === 'string' ? { to: m.to } : {}),
     time: typeof m.time === 'string' ? m.time : '',
+    ...(typeof m.stream === 'string' ? { stream: m.stream } : {}),
+    ...(m.history === true ? { history: true } : {}),
   };
 }
 
@@ -116,8 +126,10 @@ export function formatMessage(m: ServerMessage, me: string, color: boolean, now 
       const to = m.to === undefined || m.to === me ? 'you' : sanitize(m.to);
       return `${time} ${paint('magenta', '[private]')} ${who(m.user)} → ${to}: ${text}`;
     }
-    case 'chat':
-      return `${time} ${who(m.user)}: ${text}`;
+    case 'chat': {
+      const room = m.stream === undefined || m.stream === LOBBY ? '' : `${paint('blue', `#${sanitize(m.stream)}`)} `;
+      return `${time} ${room}${who(m.user)}: ${text}`;
+    }
   }
 }
 
@@ -139,16 +151,51 @@ export interface RosterEntry {
   readonly connectedAt: string;
 }
 
-/** /who: "online (2): bob, alice (you)", in the server's order (join order). */
-export function formatRoster(clients: readonly RosterEntry[], me: string, color: boolean, now = new Date()): string {
+/**
+ * /who: "online (2): bob, alice (you)", or for a room "in #rust (2): ...", in the server's order (join
+ * order).
+ */
+export function formatRoster(
+  clients: readonly RosterEntry[],
+  me: string,
+  color: boolean,
+  now = new Date(),
+  room?: string,
+): string {
   const names = clients.map((c) => (c.name === me ? `${sanitize(c.name)} (you)` : sanitize(c.name)));
-  return formatNote(`online (${clients.length}): ${names.length > 0 ? names.join(', ') : 'nobody'}`, color, now);
+  const label = room === undefined ? 'online' : `in #${room}`;
+  return formatNote(`${label} (${clients.length}): ${names.length > 0 ? names.join(', ') : 'nobody'}`, color, now);
+}
+
+/** One row of GET /rooms. */
+export interface RoomRow {
+  readonly room: string;
+  readonly members: number;
+}
+
+/** /rooms: "rooms (3): lobby 4 (here), #rust 2 (joined), #ops 0", in the server's order. */
+export function formatRooms(
+  rows: readonly RoomRow[],
+  mine: readonly string[],
+  current: string,
+  color: boolean,
+  now = new Date(),
+): string {
+  const list = rows.map((r) => {
+    const mark = r.room === current ? ' (here)' : mine.includes(r.room) ? ' (joined)' : '';
+    return `${r.room === LOBBY ? LOBBY : `#${sanitize(r.room)}`} ${r.members}${mark}`;
+  });
+  return formatNote(`rooms (${rows.length}): ${list.join(', ')}`, color, now);
 }
 
 export const HELP_LINES: readonly string[] = [
-  'text          send to everyone',
+  'text          send to the current room',
   '@user text    private message to user',
-  '/who          who is online',
+  '/join #room   join a room and talk there',
+  '/switch #room talk in another room you are in',
+  '/leave #room  leave a room (the current one without #room)',
+  '/rooms        the rooms on the server',
+  '/who [#room]  who is in this room (in the lobby: who is online)',
   '/help         this list',
   '/quit         leave (also Ctrl-C, Ctrl-D)',
   '//text        send a line that starts with "/"',
