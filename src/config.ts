@@ -5,6 +5,7 @@
  */
 
 import { isIP } from 'node:net';
+import { parseRedisUrl, RedisUrlError } from './redis/url';
 
 export interface Config {
   /** TCP port to listen on (0 picks a free one). */
@@ -43,6 +44,14 @@ export interface Config {
   readonly maxRoomsPerClient: number;
   /** How long a v2 client that vanished (no close frame) keeps its name, rooms and inbox. */
   readonly resumeGraceMs: number;
+  /** Cluster mode: the Redis that nodes share the chat through; empty: one process, no Redis. */
+  readonly redisUrl: string;
+  /** Server processes on this machine sharing the port (node:cluster); 0: this process serves. */
+  readonly workers: number;
+  /** This node's id in logs, /healthz and Redis; empty: generated (host name, pid, random). */
+  readonly nodeId: string;
+  /** A node that has not renewed its lease for this long is dead: another node ends its sessions. */
+  readonly nodeTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -71,6 +80,10 @@ export const DEFAULTS: Config = Object.freeze({
   maxRooms: 1000,
   maxRoomsPerClient: 20,
   resumeGraceMs: 5000,
+  redisUrl: '',
+  workers: 0,
+  nodeId: '',
+  nodeTtlMs: 15_000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -135,6 +148,23 @@ export function loadConfig(env: Env = process.env): Config {
   if (historyOnJoin > historySize) {
     throw new ConfigError('HISTORY_ON_JOIN', `must not exceed HISTORY_SIZE (${historySize}), got ${historyOnJoin}`);
   }
+  const redisUrl = (env.REDIS_URL ?? '').trim();
+  if (redisUrl !== '') {
+    try {
+      parseRedisUrl(redisUrl);
+    } catch (error) {
+      if (error instanceof RedisUrlError) throw new ConfigError('REDIS_URL', error.message);
+      throw error;
+    }
+  }
+  const workers = integer(env, 'WORKERS', DEFAULTS.workers, 1, 256);
+  if (workers > 0 && redisUrl === '') {
+    throw new ConfigError('WORKERS', 'needs REDIS_URL: the worker processes share the chat through Redis');
+  }
+  const nodeId = (env.NODE_ID ?? '').trim();
+  if (nodeId !== '' && !/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) {
+    throw new ConfigError('NODE_ID', `expected 1-64 letters, digits, ".", "_", ":" or "-", got ${JSON.stringify(nodeId)}`);
+  }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
     host,
@@ -155,5 +185,9 @@ export function loadConfig(env: Env = process.env): Config {
     maxRooms: integer(env, 'MAX_ROOMS', DEFAULTS.maxRooms, 1, 1_000_000),
     maxRoomsPerClient: integer(env, 'MAX_ROOMS_PER_CLIENT', DEFAULTS.maxRoomsPerClient, 1, 1000),
     resumeGraceMs: integer(env, 'RESUME_GRACE_MS', DEFAULTS.resumeGraceMs, 0, 3_600_000),
+    redisUrl,
+    workers,
+    nodeId,
+    nodeTtlMs: integer(env, 'NODE_TTL_MS', DEFAULTS.nodeTtlMs, 200, 3_600_000),
   });
 }

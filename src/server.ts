@@ -4,6 +4,8 @@
  *
  *   node dist/server.js          PORT=9000 node dist/server.js          (see README: Configuration)
  */
+import cluster from 'node:cluster';
+import { superviseWorkers } from './cluster/supervisor';
 import { ConfigError, loadConfig, type Config } from './config';
 import { createApp } from './http/app';
 import { consoleLogger } from './log';
@@ -22,6 +24,9 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+
+  // WORKERS=N: this process supervises N workers, each a cluster node (they run the rest of main()).
+  if (config.workers > 0 && cluster.isPrimary) return superviseWorkers(config, consoleLogger);
 
   const app = createApp(config, consoleLogger);
   try {

@@ -6,7 +6,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { handleWebSocket } from '../chat/handlers/websocket';
-import { Hub } from '../chat/models/hub';
+import { Hub, hubDirectory, type HubChannels } from '../chat/models/hub';
+import { createClusterNode, type ClusterNode } from '../cluster/node';
 import type { Config } from '../config';
 import { silentLogger, type Logger } from '../log';
 import { CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
@@ -17,7 +18,9 @@ import { loadPage } from './static';
 
 export interface App {
   readonly server: Server;
-  readonly hub: Hub;
+  readonly hub: HubChannels;
+  /** The cluster node, when REDIS_URL is set. */
+  readonly node: ClusterNode | undefined;
   /** Listens on config.port/host; resolves with the bound address. */
   listen(): Promise<AddressInfo>;
   /** Stops accepting, closes every client with 1001, waits for them (at most `graceMs`). */
@@ -33,7 +36,9 @@ const TCP_HEADROOM = 256;
 const MAX_HEADER_BYTES = 16 * 1024;
 
 export function createApp(config: Config, log: Logger = silentLogger): App {
-  const hub = new Hub({
+  // One process owns the chat, or a cluster node shares it through Redis (src/cluster).
+  const node = config.redisUrl === '' ? undefined : createClusterNode(config, log);
+  const hub: HubChannels = node?.hub ?? new Hub({
     log,
     sendQueue: config.sendQueue,
     historySize: config.historySize,
@@ -63,7 +68,12 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
   // sockets still in their handshake cannot pile up (the headroom serves pages and /clients).
   server.maxConnections = config.maxConnections + TCP_HEADROOM;
   const checkOrigin = originPolicy(config.allowedOrigins);
-  const ctx = { hub, page, accepting: () => accepting };
+  const ctx = {
+    directory: node?.directory ?? hubDirectory(hub as Hub),
+    page,
+    accepting: () => accepting,
+    ...(node !== undefined ? { health: node.health } : {}),
+  };
 
   server.on('request', (req, res) => handleRequest(ctx, req, res));
 
@@ -135,6 +145,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
   return {
     server,
     hub,
+    node,
     connections,
     listen() {
       return new Promise((resolve, reject) => {
@@ -164,6 +175,7 @@ export function createApp(config: Config, log: Logger = silentLogger): App {
       // A destroyed socket reports 'close' a tick later: resolve only once every connection is released.
       await Promise.all([...connections].map((c) => c.closed));
       server.closeAllConnections();
+      await node?.close();
     },
   };
 }

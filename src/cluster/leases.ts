@@ -1,0 +1,97 @@
+/**
+ * Leases: how the nodes of a cluster learn that one of them died. Each node renews its lease in Redis
+ * (`lease:<node>`, PX NODE_TTL_MS / 2) every NODE_TTL_MS / 4, and looks for nodes whose lease is gone.
+ * A dead node's sessions are ended by exactly one survivor: it takes the node's reap lock (SET NX, with
+ * an expiry in case it dies too), and ends each session with the END script, which does nothing for a
+ * session the dead node no longer holds. So each user's leave notices go out once, within NODE_TTL_MS
+ * of the death (lease gone after at most TTL/2, noticed within TTL/4 more).
+ *
+ * A node that was cut off past its lease and comes back finds its lease lapsed: it checks its sessions
+ * (onLapsed), forgets those that were reaped, and carries on registered again.
+ */
+import { encodeStoredHead, leaveNotice } from '../chat/models/message';
+import type { ChatStore } from './store';
+
+export interface LeaseOptions {
+  readonly store: ChatStore;
+  readonly ttlMs: number;
+  readonly log: (line: string) => void;
+  /** The lease had lapsed: other nodes may have ended this node's sessions. */
+  readonly onLapsed: () => void;
+}
+
+export class Leases {
+  private timer: NodeJS.Timeout | undefined;
+  private registered = false;
+  private busy = false;
+
+  constructor(private readonly o: LeaseOptions) {}
+
+  get node(): string {
+    return this.o.store.node;
+  }
+
+  /** Renews now and then every TTL/4 (with jitter, so nodes do not all scan at once). */
+  start(): void {
+    const tick = (): void => {
+      this.timer = setTimeout(tick, (this.o.ttlMs / 4) * (0.8 + Math.random() * 0.2));
+      this.timer.unref();
+      void this.round();
+    };
+    tick();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** Renews the lease; says whether it had lapsed since this node registered. */
+  async beat(): Promise<boolean> {
+    const kept = await this.o.store.heartbeat(Math.round(this.o.ttlMs / 2));
+    const lapsed = !kept && this.registered;
+    this.registered = true;
+    if (lapsed) this.o.log(`lease lapsed node=${this.node}: checking this node's sessions`);
+    return lapsed;
+  }
+
+  private async round(): Promise<void> {
+    if (this.busy) return; // Redis is slow: one round at a time
+    this.busy = true;
+    try {
+      if (await this.beat()) this.o.onLapsed();
+      await this.reap();
+    } catch {
+      // Redis is unreachable: the next round tries again (and the hub refuses requests meanwhile).
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Ends the sessions of every node whose lease is gone, if this node gets to reap it. */
+  private async reap(): Promise<void> {
+    const store = this.o.store;
+    for (const node of await store.nodes()) {
+      if (node === this.node || (await store.alive(node))) continue;
+      if (!(await store.lockReap(node, this.o.ttlMs))) continue;
+      let ended = 0;
+      for (const key of await store.sessionsOf(node)) if (await this.endSession(node, key)) ended++;
+      if ((await store.sessionsOf(node)).length === 0) await store.forgetNode(node);
+      this.o.log(`reaped node=${node} sessions=${ended}`);
+    }
+  }
+
+  /** Ends one session of a dead node, with a leave notice in each of its rooms; true if it did. */
+  private async endSession(node: string, key: string): Promise<boolean> {
+    const store = this.o.store;
+    const session = await store.session(key);
+    if (session === undefined) return false;
+    let rooms = session.rooms;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const heads = rooms.map((room) => [room, encodeStoredHead(leaveNotice(session.name, room), room)] as const);
+      const verdict = await store.end(key, node, session.token, heads);
+      if (!Array.isArray(verdict)) return verdict === 'ended';
+      rooms = verdict;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * A cluster node assembled: two Redis connections (commands, and a subscriber for what Redis publishes),
+ * the store, the node's hub, its lease. The HTTP wiring (src/http/app.ts) uses it in place of the Hub
+ * when REDIS_URL is set.
+ *
+ * Redis going away and coming back, as the node sees it:
+ *   - the command link goes down: the hub refuses requests (error with the cid) and hellos (1013),
+ *     /healthz says 503; connected clients stay connected;
+ *   - it comes back: scripts loaded, the lobby and the boot mark checked (a new mark: Redis lost its
+ *     data), the lease renewed, the node's sessions checked (and written again if Redis lost them), every
+ *     stream repaired from its last delivered offset; then requests are served again;
+ *   - the subscriber link comes back: every stream is repaired (pub/sub kept nothing while it was down).
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Directory } from '../chat/models/hub';
+import type { Config } from '../config';
+import { RedisClient, RedisSubscriber, maskPassword } from '../redis';
+import { ClusterHub } from './hub';
+import { Leases } from './leases';
+import { ChatStore, controlChannel, PUBLISHED } from './store';
+
+export interface ClusterNode {
+  readonly id: string;
+  readonly hub: ClusterHub;
+  readonly directory: Directory;
+  /** 503 while the node cannot serve (Redis unreachable, or being repaired). */
+  health(): { readonly ok: boolean; readonly body: Readonly<Record<string, string>> };
+  /** Stops the lease and closes the Redis connections (after the hub has quit). */
+  close(): Promise<void>;
+}
+
+/** NODE_ID, or the host name, the pid and a few random characters. */
+export function nodeIdOf(config: Config): string {
+  if (config.nodeId !== '') return config.nodeId;
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '').slice(0, 40) || 'node';
+  return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`;
+}
+
+export function createClusterNode(config: Config, log: (line: string) => void): ClusterNode {
+  const id = nodeIdOf(config);
+  // Replies must come well within a lease, or a slow Redis would cost a node its sessions.
+  const timeoutMs = Math.max(1000, Math.min(5000, Math.round(config.nodeTtlMs / 3)));
+  const link = { url: config.redisUrl, clientName: `wschat:${id}`, commandTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs };
+  const redis = new RedisClient({ ...link, maxPending: 100_000 });
+  const subscriber = new RedisSubscriber(link);
+  const store = new ChatStore(redis, {
+    node: id,
+    historySize: config.historySize,
+    historyOnJoin: config.historyOnJoin,
+    maxRooms: config.maxRooms,
+    maxRoomsPerClient: config.maxRoomsPerClient,
+  });
+  const hub = new ClusterHub({
+    store,
+    log,
+    sendQueue: config.sendQueue,
+    historySize: config.historySize,
+    maxRooms: config.maxRooms,
+    maxRoomsPerClient: config.maxRoomsPerClient,
+    resumeGraceMs: config.resumeGraceMs,
+  });
+  let closed = false;
+  let boot: string | undefined;
+  let recovering = 0;
+
+  const recover = async (): Promise<void> => {
+    const attempt = ++recovering;
+    try {
+      await store.loadScripts();
+      const mark = await store.init();
+      const lost = boot !== undefined && mark !== boot;
+      boot = mark;
+      if (lost) log(`redis lost its data: restoring this node's sessions; streams start new epochs`);
+      await leases.beat();
+      if (attempt !== recovering || closed) return;
+      await hub.recover(lost);
+      log(`redis ready node=${id}`);
+    } catch (error) {
+      // The link dropped again: the next `ready` starts over.
+      if (!closed) log(`redis recovery failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+
+  const leases = new Leases({
+    store,
+    ttlMs: config.nodeTtlMs,
+    log,
+    onLapsed: () => void hub.inLoop(() => hub.down()).then(recover),
+  });
+
+  redis.on('ready', () => void recover());
+  redis.on('down', (error) => {
+    log(`redis down node=${id}: ${error.message}`);
+    void hub.inLoop(() => hub.down()).catch(() => undefined);
+  });
+  redis.on('connectError', (error) => log(`redis unreachable node=${id}: ${error.message}`));
+  subscriber.on('message', (channel, message) => {
+    const text = typeof message === 'string' ? message : message.toString('utf8');
+    if (channel === PUBLISHED) hub.publish(text);
+    else void hub.inLoop(() => hub.control(text)).catch(() => undefined);
+  });
+  subscriber.on('resubscribed', () => void hub.inLoop(() => hub.repairAll()).catch(() => undefined));
+  subscriber.on('down', (error) => log(`redis subscriber down node=${id}: ${error.message}`));
+  subscriber.subscribe(PUBLISHED, controlChannel(id)).catch(() => undefined);
+  log(`cluster node=${id} redis=${maskPassword(config.redisUrl)}`);
+  void redis.connect().catch(() => undefined);
+  void subscriber.connect().catch(() => undefined);
+  leases.start();
+
+  return {
+    id,
+    hub,
+    directory: {
+      clients: (room) => store.roster(room),
+      rooms: async () => (await store.rooms()).map((r) => ({ ...r })),
+      history: async (room, page) => {
+        const p = await store.page(room, { room: true, ...page, clamp: false });
+        return p === undefined ? undefined : { room, epoch: p.epoch, offset: p.top, messages: p.entries };
+      },
+    },
+    health: () => {
+      const body: Record<string, string> = hub.up ? { node: id } : { status: 'redis unavailable', node: id };
+      return { ok: hub.up, body };
+    },
+    async close() {
+      closed = true;
+      leases.stop();
+      await Promise.all([redis.close(), subscriber.close()]);
+    },
+  };
+}
