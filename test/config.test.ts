@@ -41,6 +41,10 @@ describe('loadConfig: defaults', () => {
       maxRooms: 1000,
       maxRoomsPerClient: 20,
       resumeGraceMs: 5000,
+      redisUrl: '',
+      workers: 0,
+      nodeId: '',
+      nodeTtlMs: 15_000,
     } satisfies Config);
   });
 
@@ -48,7 +52,8 @@ describe('loadConfig: defaults', () => {
     const env: Record<string, string> = {};
     for (const name of ['PORT', 'HOST', 'MAX_MESSAGE_BYTES', 'SEND_QUEUE', 'ALLOWED_ORIGINS', 'PING_INTERVAL_MS', 'PONG_TIMEOUT_MS', 'JOIN_TIMEOUT_MS',
       'RATE_LIMIT_PER_SEC', 'RATE_LIMIT_BURST', 'MAX_CONNECTIONS', 'MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS',
-      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS']) {
+      'HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS', 'REDIS_URL', 'WORKERS',
+      'NODE_ID', 'NODE_TTL_MS']) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
     expect(loadConfig(env)).toEqual(DEFAULTS);
@@ -125,13 +130,14 @@ describe('loadConfig: every variable parses', () => {
         PING_INTERVAL_MS: '1000', PONG_TIMEOUT_MS: '3000', RATE_LIMIT_PER_SEC: '5', RATE_LIMIT_BURST: '7',
         MAX_CONNECTIONS: '100', MAX_BUFFERED_BYTES: '65536', HANDSHAKE_TIMEOUT_MS: '5000',
         JOIN_TIMEOUT_MS: '7000', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3', MAX_ROOMS_PER_CLIENT: '2',
-        RESUME_GRACE_MS: '100',
+        RESUME_GRACE_MS: '100', REDIS_URL: 'redis://r:6379', WORKERS: '2', NODE_ID: 'n1', NODE_TTL_MS: '3000',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
       pingIntervalMs: 1000, pongTimeoutMs: 3000, rateLimitPerSec: 5, rateLimitBurst: 7,
       maxConnections: 100, maxBufferedBytes: 65536, handshakeTimeoutMs: 5000,
       joinTimeoutMs: 7000, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2, resumeGraceMs: 100,
+      redisUrl: 'redis://r:6379', workers: 2, nodeId: 'n1', nodeTtlMs: 3000,
     });
   });
 });
@@ -179,6 +185,11 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['MAX_ROOMS', '0'],
     ['MAX_ROOMS_PER_CLIENT', '1001'],
     ['RESUME_GRACE_MS', '3600001'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['REDIS_URL', 'rediss://host'],
+    ['WORKERS', '2'],
+    ['NODE_ID', 'has space'],
+    ['NODE_TTL_MS', '199'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });
@@ -192,6 +203,19 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
       'HISTORY_ON_JOIN: must not exceed HISTORY_SIZE (10), got 20',
     );
     expect(loadConfig({ HISTORY_SIZE: '10' }).historyOnJoin).toBe(10);
+  });
+
+  it('cluster mode: REDIS_URL as the Redis client reads it, WORKERS only with REDIS_URL', () => {
+    expect(configError({ REDIS_URL: 'redis://:secret@host:99999' }).message).toBe(
+      'REDIS_URL: invalid Redis URL "redis://:***@host:99999": the port must be a number from 1 to 65535, got "99999"',
+    );
+    expect(configError({ WORKERS: '2' }).message).toBe(
+      'WORKERS: needs REDIS_URL: the worker processes share the chat through Redis',
+    );
+    const config = loadConfig({ REDIS_URL: 'redis://10.0.0.5:6380/2', WORKERS: '4', NODE_ID: 'eu-1', NODE_TTL_MS: '5000' });
+    expect([config.redisUrl, config.workers, config.nodeId, config.nodeTtlMs]).toEqual([
+      'redis://10.0.0.5:6380/2', 4, 'eu-1', 5000,
+    ]);
   });
 
   it('says what it expected and what it got', () => {

@@ -30,10 +30,21 @@ const COMMON = String.raw`
 local P = ARGV[1]
 local INF = '+inf'
 local function k(kind, name) return P .. kind .. ':' .. name end
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+-- 48 bits of a SHA-1 as 8 base64url characters: the same shape as a single process's epochs.
+local function b64(hex)
+  local out = ''
+  for i = 1, 12, 3 do
+    local v = tonumber(string.sub(hex, i, i + 2), 16)
+    local hi, lo = math.floor(v / 64) + 1, v % 64 + 1
+    out = out .. string.sub(B64, hi, hi) .. string.sub(B64, lo, lo)
+  end
+  return out
+end
 local function epoch_of(s, seed)
   local e = redis.call('HGET', k('s', s), 'epoch')
   if not e then
-    e = string.sub(redis.sha1hex(seed .. '/' .. s), 1, 12)
+    e = b64(redis.sha1hex(seed .. '/' .. s))
     redis.call('HSET', k('s', s), 'epoch', e, 'top', 0)
   end
   return e

@@ -44,7 +44,8 @@ export class ResumingClient {
   private stopped = false;
 
   constructor(
-    private readonly url: string,
+    /** Where connect() goes: a test may point the next reconnect at another server (a cluster's node). */
+    public url: string,
     readonly name: string,
   ) {}
 
