@@ -587,7 +587,11 @@ export class ClusterHub {
       this.store.sync(feed.name, feed.stream.epoch, feed.stream.top),
       (r) => {
         if (this.feeds.get(feed.name) !== feed) return;
+        const from = feed.stream.top;
         this.after(feed, feed.sync(r.epoch, r.top, r.entries, this.outbox));
+        if (feed.stream.top > from && r.epoch === feed.stream.epoch) {
+          this.log(`repaired stream=${JSON.stringify(feed.name)} offsets=${from + 1}-${feed.stream.top}`);
+        }
         this.unref(feed);
         this.relay();
       },

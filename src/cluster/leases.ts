@@ -10,6 +10,7 @@
  * (onLapsed), forgets those that were reaped, and carries on registered again.
  */
 import { encodeStoredHead, leaveNotice } from '../chat/models/message';
+import { RedisClientError } from '../redis';
 import type { ChatStore } from './store';
 
 export interface LeaseOptions {
@@ -60,8 +61,9 @@ export class Leases {
     try {
       if (await this.beat()) this.o.onLapsed();
       await this.reap();
-    } catch {
+    } catch (error) {
       // Redis is unreachable: the next round tries again (and the hub refuses requests meanwhile).
+      if (!(error instanceof RedisClientError)) this.o.log(`lease round failed: ${String(error)}`);
     } finally {
       this.busy = false;
     }

@@ -103,7 +103,7 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
   subscriber.on('resubscribed', () => void hub.inLoop(() => hub.repairAll()).catch(() => undefined));
   subscriber.on('down', (error) => log(`redis subscriber down node=${id}: ${error.message}`));
   subscriber.subscribe(PUBLISHED, controlChannel(id)).catch(() => undefined);
-  log(`cluster node=${id} redis=${maskPassword(config.redisUrl)}`);
+  log(`cluster node=${id} pid=${process.pid} redis=${maskPassword(config.redisUrl)}`);
   void redis.connect().catch(() => undefined);
   void subscriber.connect().catch(() => undefined);
   leases.start();

@@ -292,7 +292,9 @@ function placed(v: RespValue): Placed {
   return code > 0 ? { offset: code, epoch: str(r[1]) } : REFUSALS[code]!;
 }
 
+/** An array reply (a set, for SMEMBERS in RESP3). */
 function list(v: RespValue): RespValue[] {
+  if (v instanceof Set) return [...v];
   if (!Array.isArray(v)) throw new TypeError(`expected an array from Redis, got ${typeof v}`);
   return v;
 }
