@@ -163,7 +163,8 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const nodeId = (env.NODE_ID ?? '').trim();
   if (nodeId !== '' && !/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) {
-    throw new ConfigError('NODE_ID', `expected 1-64 letters, digits, ".", "_", ":" or "-", got ${JSON.stringify(nodeId)}`);
+    const why = `expected 1-64 letters, digits, ".", "_", ":" or "-", got ${JSON.stringify(nodeId)}`;
+    throw new ConfigError('NODE_ID', why);
   }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),

@@ -125,7 +125,8 @@ describe.skipIf(binary === undefined)('a cluster when things break', () => {
     await n0.logged(/redis unreachable node=n0/, mark);
     const second = n0.output.length;
     await n0.logged(/redis unreachable node=n0/, second);
-    const times = n0.output.slice(mark).split('\n').filter((l) => /redis unreachable/.test(l)).map((l) => Date.parse(l.slice(0, 24)));
+    const attempts = n0.output.slice(mark).split('\n').filter((l) => /redis unreachable/.test(l));
+    const times = attempts.map((l) => Date.parse(l.slice(0, 24)));
     expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(20);
     expect(alice.conn.readyState).toBe('open');
     expect(bob.conn.readyState).toBe('open');
@@ -135,7 +136,8 @@ describe.skipIf(binary === undefined)('a cluster when things break', () => {
     await n1.logged(/redis ready node=n1/, mark);
     // Redis lost everything: every stream starts a new epoch, and its members are told now.
     const resync = await eventually(alice, (m) => m.type === 'resync' && m.stream === 'lobby');
-    expect(resync).toEqual({ type: 'resync', stream: 'lobby', epoch: expect.stringMatching(/^[A-Za-z0-9_-]{8}$/), offset: 0 });
+    const epoch = expect.stringMatching(/^[A-Za-z0-9_-]{8}$/) as unknown;
+    expect(resync).toEqual({ type: 'resync', stream: 'lobby', epoch, offset: 0 });
     expect(resync.epoch).not.toBe(before.lobby!.epoch);
     await eventually(alice, (m) => m.type === 'resync' && m.stream === '@alice');
     await eventually(bob, (m) => m.type === 'resync' && m.stream === 'lobby');

@@ -212,7 +212,8 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     expect(configError({ WORKERS: '2' }).message).toBe(
       'WORKERS: needs REDIS_URL: the worker processes share the chat through Redis',
     );
-    const config = loadConfig({ REDIS_URL: 'redis://10.0.0.5:6380/2', WORKERS: '4', NODE_ID: 'eu-1', NODE_TTL_MS: '5000' });
+    const env = { REDIS_URL: 'redis://10.0.0.5:6380/2', WORKERS: '4', NODE_ID: 'eu-1', NODE_TTL_MS: '5000' };
+    const config = loadConfig(env);
     expect([config.redisUrl, config.workers, config.nodeId, config.nodeTtlMs]).toEqual([
       'redis://10.0.0.5:6380/2', 4, 'eu-1', 5000,
     ]);

@@ -20,7 +20,8 @@ import type { Client } from '../chat/models/client';
 import { Fanout } from '../chat/models/fanout';
 import type { Said } from '../chat/models/hub';
 import { asHistory, chatMessage, encodeAck, encodeError, encodeHistory, encodeJoined } from '../chat/models/message';
-import { encodeLeft, encodeStoredHead, encodeWelcome, joinNotice, leaveNotice, privateMessage } from '../chat/models/message';
+import { encodeLeft, encodeStoredHead, encodeWelcome, joinNotice, leaveNotice } from '../chat/models/message';
+import { privateMessage } from '../chat/models/message';
 import type { StreamWelcome } from '../chat/models/message';
 import { nameKey } from '../chat/models/names';
 import { isRoomName, LOBBY } from '../chat/models/protocol';
@@ -652,7 +653,8 @@ export class ClusterHub {
       held.forEach((s, i) => {
         if (this.sessions.get(s.key) !== s || verdicts[i] === 'ok') return;
         if (verdicts[i] === 'gone' && lost) return void restore.push(s);
-        this.log(`forgot name=${JSON.stringify(s.name)} reason="${verdicts[i] === 'moved' ? 'moved' : 'ended elsewhere'}"`);
+        const why = verdicts[i] === 'moved' ? 'moved' : 'ended elsewhere';
+        this.log(`forgot name=${JSON.stringify(s.name)} reason="${why}"`);
         if (verdicts[i] === 'moved') this.forget(s, 4001, 'replaced by a new connection');
         else this.forget(s, CloseCode.TryAgainLater, 'session ended: reconnect');
       });

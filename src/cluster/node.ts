@@ -41,7 +41,12 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
   const id = nodeIdOf(config);
   // Replies must come well within a lease, or a slow Redis would cost a node its sessions.
   const timeoutMs = Math.max(1000, Math.min(5000, Math.round(config.nodeTtlMs / 3)));
-  const link = { url: config.redisUrl, clientName: `wschat:${id}`, commandTimeoutMs: timeoutMs, connectTimeoutMs: timeoutMs };
+  const link = {
+    url: config.redisUrl,
+    clientName: `wschat:${id}`,
+    commandTimeoutMs: timeoutMs,
+    connectTimeoutMs: timeoutMs,
+  };
   const redis = new RedisClient({ ...link, maxPending: 100_000 });
   const subscriber = new RedisSubscriber(link);
   const store = new ChatStore(redis, {

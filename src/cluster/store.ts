@@ -74,6 +74,13 @@ const REFUSALS: Readonly<Record<number, Refusal>> = {
   [-5]: 'server full',
 };
 
+/** A join: where the room stood when the member joined, and its latest history. */
+export interface Joined {
+  readonly epoch: string;
+  readonly top: number;
+  readonly history: string[];
+}
+
 export interface Page {
   readonly epoch: string;
   readonly top: number;
@@ -149,7 +156,7 @@ export class ChatStore {
     return placed(await this.run(S.PRIVATE, key, o.node, to, a, bCopy, bTo, cid, o.historySize, this.seed()));
   }
 
-  async join(key: string, room: string, head: string): Promise<{ epoch: string; top: number; history: string[] } | Refusal> {
+  async join(key: string, room: string, head: string): Promise<Joined | Refusal> {
     const o = this.o;
     const r = list(
       await this.run(S.JOIN, key, o.node, room, head, o.historySize, o.historyOnJoin, o.maxRooms,
@@ -170,7 +177,12 @@ export class ChatStore {
    * Ends a session held by `node` with this token, with a leave notice in each room (`heads`: room ->
    * head). 'ended', 'gone' (not held so: ended already, or taken over), or the rooms it is really in.
    */
-  async end(key: string, node: string, token: string, heads: readonly (readonly [string, string])[]): Promise<'ended' | 'gone' | string[]> {
+  async end(
+    key: string,
+    node: string,
+    token: string,
+    heads: readonly (readonly [room: string, head: string])[],
+  ): Promise<'ended' | 'gone' | string[]> {
     const r = list(await this.run(S.END, key, node, token, this.o.historySize, this.seed(), ...heads.flat()));
     const verdict = str(r[0]);
     return verdict === 'rooms' ? strs(r[1]) : (verdict as 'ended' | 'gone');

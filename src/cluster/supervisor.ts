@@ -20,7 +20,8 @@ import { Backoff } from '../redis';
 const STOP_BUDGET_MS = 5_000;
 
 export function superviseWorkers(config: Config, log: (line: string) => void): void {
-  const base = config.nodeId !== '' ? config.nodeId : `${hostname().replace(/[^A-Za-z0-9._-]/g, '') || 'node'}-${process.pid}`;
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '') || 'node';
+  const base = config.nodeId !== '' ? config.nodeId : `${host}-${process.pid}`;
   const backoff = new Backoff({ minDelayMs: 100, maxDelayMs: 10_000, stableAfterMs: 10_000 });
   const slots = new Map<Worker, { slot: number; started: number }>();
   const generation = new Array<number>(config.workers).fill(0);

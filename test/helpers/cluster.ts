@@ -44,7 +44,9 @@ export async function startNode(
 ): Promise<NodeProcess> {
   const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl, NODE_ID: id, ...TEST_ENV, ...env },
+    env: {
+      PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', REDIS_URL: redisUrl, NODE_ID: id, ...TEST_ENV, ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -28,7 +28,11 @@ export interface ChatOptions {
 }
 
 /** Go: HandleWebSocket after the upgrade. Resolves when the client is gone. */
-export async function handleWebSocket(conn: WebSocketConnection, hub: HubChannels, options: ChatOptions): Promise<void> {
+export async function handleWebSocket(
+  conn: WebSocketConnection,
+  hub: HubChannels,
+  options: ChatOptions,
+): Promise<void> {
   const log = options.log ?? (() => {});
   const client = new Client(conn, options.sendQueue);
   const writing = writePump(client); // go writePump(client)
