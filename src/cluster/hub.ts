@@ -264,11 +264,11 @@ export class ClusterHub {
       if (!kept) resyncs.push(feed.name);
       welcome.push({ stream: b.stream, epoch: b.epoch, offset: b.top, recovered: b.recovered && kept });
     }
-    if (session.v2) {
-      this.fanout.tell(client, encodeWelcome(session.name, session.token, welcome));
-      if (backlog.length > 0) this.fanout.tell(client, backlog);
-      for (const name of resyncs) this.fanout.tell(client, this.resyncOf(this.feeds.get(name)!));
-    }
+    // The lesson's clients get no welcome and no history, but what was delivered here after the read is
+    // live to them too (their own join notice, say): the backlog then holds only that.
+    if (session.v2) this.fanout.tell(client, encodeWelcome(session.name, session.token, welcome));
+    if (backlog.length > 0) this.fanout.tell(client, backlog);
+    if (session.v2) for (const name of resyncs) this.fanout.tell(client, this.resyncOf(this.feeds.get(name)!));
     if (reply.mode === 'resume') {
       const from = reply.previous !== this.nodeId ? ` from=${reply.previous}` : '';
       this.log(`resumed name=${JSON.stringify(session.name)}${replaced ? ' replaced=true' : ''}${from}`);

@@ -181,6 +181,25 @@ function checkThreads(clients: LoadClients): void {
   if (failure !== null) throw failure;
 }
 
+/**
+ * Redis's work per chat message over a window, for a cluster target (undefined for the others): script
+ * calls (EVALSHA: the nodes' requests) and every command Redis ran (those inside the scripts included),
+ * per message sent in between. The nodes' leases and the bench's own INFO count too (a few per second).
+ */
+export async function redisCommands(server: ServerProcess): Promise<{ total: number; scripts: number } | undefined> {
+  return server.companion?.commands();
+}
+
+type Counts = { total: number; scripts: number } | undefined;
+
+export function perMessage(before: Counts, after: Counts, sent: number): Figures {
+  if (before === undefined || after === undefined || sent === 0) return {};
+  return {
+    redisScriptsPerMessage: round((after.scripts - before.scripts) / sent, 2),
+    redisCommandsPerMessage: round((after.total - before.total) / sent, 2),
+  };
+}
+
 export const round = (x: number, digits = 1): number => (Number.isFinite(x) ? Number(x.toFixed(digits)) : NaN);
 const ms = (us: number): number => round(us / 1000, 2);
 /** `n` bytes of padding for a chat message. */
