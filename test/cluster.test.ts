@@ -188,6 +188,30 @@ describe.skipIf(binary === undefined)('a cluster of node processes', () => {
     }
   });
 
+  it("a crowd joining at once on every node: each hears its own join first, then everyone's after it", async () => {
+    const c = await start(3);
+    const N = 120;
+    const crowd = await Promise.all(
+      Array.from({ length: N }, async (_, i) => {
+        const peer = await openChat(c.nodes[i % 3]!.port);
+        peers.push(peer);
+        peer.send(`u${i}`);
+        return peer;
+      }),
+    );
+    // The lesson's clients: no welcome, no history; their own join notice is their first message.
+    // Joins 1..N are stored in some order; a client whose own is at offset k hears k..N.
+    const heard = (ms: readonly unknown[]): boolean =>
+      ms.length > 0 && ms.length >= N - (ms[0] as Msg).offset + 1;
+    await Promise.all(crowd.map((p) => p.until(heard)));
+    for (const [i, p] of crowd.entries()) {
+      const joins = all(p).filter((m) => m.type === 'join');
+      expect(joins[0]!.name).toBe(`u${i}`);
+      const own = joins[0]!.offset as number;
+      expect(joins.map((m) => m.offset)).toEqual(Array.from({ length: N - own + 1 }, (_, k) => own + k));
+    }
+  });
+
   it('a cid resent to another node is stored once and acked with the same place', async () => {
     const c = await start(2, { RESUME_GRACE_MS: '60000' });
     const { peer: bob } = await member(c.nodes[1]!.port, 'bob');
