@@ -3,6 +3,8 @@
  * chatters joining, talking and leaving, a few misbehaving peers, and the server's memory over time.
  *
  *   npm run soak -- --seconds 60            (default 60; runs for hours just as well)
+ *   npm run soak -- --nodes 3               a cluster over Redis, with a node killed and Redis restarted
+ *                                           during the run (soak-cluster.ts; --clients default 30)
  *   options: --clients 200  --rate 1 (broadcasts/s per chatter)  --sample 5 (s between RSS samples)
  *            --seed N  --stayers 0.7 (share of chatters that never leave)  --no-misbehave
  *
@@ -17,6 +19,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mulberry32 } from '../helpers/fuzz';
 import { FlagError, Flags } from './flags';
+import { runClusterSoak } from './soak-cluster';
 import { Ledger } from './soak-ledger';
 import { abrupt, chatter, flooder, garbage, newCounters, slowReader, type SoakContext } from './soak-peers';
 import { formatSoakReport, soakFailures, type Sample, type SoakResult } from './soak-report';
@@ -32,6 +35,9 @@ interface Options {
   readonly seed: number;
   readonly stayers: number;
   readonly misbehave: boolean;
+  /** 0: one server process; N: a cluster of N nodes (soak-cluster.ts). */
+  readonly nodes: number;
+  readonly clientsGiven: boolean;
 }
 
 function options(argv: readonly string[]): Options {
@@ -43,6 +49,7 @@ function options(argv: readonly string[]): Options {
     seed: 'number',
     stayers: 'number',
     misbehave: 'switch',
+    nodes: 'number',
   });
   const o: Options = {
     seconds: flags.number('seconds', 60),
@@ -52,6 +59,8 @@ function options(argv: readonly string[]): Options {
     seed: flags.number('seed', Date.now() >>> 0, { integer: true }),
     stayers: flags.number('stayers', 0.7),
     misbehave: flags.switch('misbehave') ?? true,
+    nodes: flags.number('nodes', 0, { min: 0, integer: true }),
+    clientsGiven: flags.has('clients'),
   };
   if (o.stayers > 1) throw new FlagError('--stayers: a share, from 0 to 1');
   return o;
@@ -210,6 +219,12 @@ class Soak {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   process.on('exit', killAllServers);
+  if (o.nodes > 0) {
+    const clients = o.clientsGiven ? o.clients : 30;
+    const code = await runClusterSoak({ seconds: o.seconds, clients, rate: o.rate, nodes: o.nodes, seed: o.seed,
+      rng: mulberry32(o.seed) });
+    process.exit(code);
+  }
   const logFile = join(tmpdir(), `wschat-soak-${process.pid}`, 'server.log');
   const server = await startTarget(ownServer(), { env: SERVER_ENV, nodeArgs: [], openFiles: 4096, logFile });
   const soak = new Soak(o, server);
