@@ -202,7 +202,7 @@ describe.skipIf(binary === undefined)('a cluster of node processes', () => {
     // The lesson's clients: no welcome, no history; their own join notice is their first message.
     // Joins 1..N are stored in some order; a client whose own is at offset k hears k..N.
     const heard = (ms: readonly unknown[]): boolean =>
-      ms.length > 0 && ms.length >= N - (ms[0] as Msg).offset + 1;
+      ms.length > 0 && ms.length >= N - ((ms[0] as Msg).offset as number) + 1;
     await Promise.all(crowd.map((p) => p.until(heard)));
     for (const [i, p] of crowd.entries()) {
       const joins = all(p).filter((m) => m.type === 'join');

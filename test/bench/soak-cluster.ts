@@ -274,7 +274,9 @@ export async function runClusterSoak(o: ClusterSoakOptions): Promise<number> {
       `  messages sent ${soak.sent}, acked and checked ${checked}, reconnects ${reconnects}, ` +
         `refusals while Redis was away ${soak.refusals} (resent)`,
       `  streams: ${[...tops].map(([r, t]) => `${r} ${t}`).join(', ')}`,
-      soak.failures.length === 0 ? 'PASS' : `FAIL (${soak.failures.length}):\n  ${soak.failures.slice(0, 20).join('\n  ')}`,
+      soak.failures.length === 0
+        ? 'PASS'
+        : `FAIL (${soak.failures.length}):\n  ${soak.failures.slice(0, 20).join('\n  ')}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
     if (soak.failures.length === 0) rmSync(soak.logDir, { recursive: true, force: true });
