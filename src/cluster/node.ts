@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Directory } from '../chat/models/hub';
 import type { Config } from '../config';
-import { RedisClient, RedisSubscriber, maskPassword } from '../redis';
+import { Backoff, RedisClient, RedisSubscriber, maskPassword } from '../redis';
 import { ClusterHub } from './hub';
 import { Leases } from './leases';
 import { ChatStore, controlChannel, PUBLISHED } from './store';
@@ -68,9 +68,14 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
   let closed = false;
   let boot: string | undefined;
   let recovering = 0;
+  // A recovery can fail on a link that stays up (Redis answers LOADING while it reads its data back):
+  // it is tried again, with growing delays, until it succeeds or the link drops (the next `ready` retries).
+  const retries = new Backoff({ minDelayMs: 100, maxDelayMs: 2000 });
+  let retry: NodeJS.Timeout | undefined;
 
   const recover = async (): Promise<void> => {
     const attempt = ++recovering;
+    clearTimeout(retry);
     try {
       await store.loadScripts();
       const mark = await store.init();
@@ -80,10 +85,13 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
       await leases.beat();
       if (attempt !== recovering || closed) return;
       await hub.recover(lost);
+      retries.attempt = 0;
       log(`redis ready node=${id}`);
     } catch (error) {
-      // The link dropped again: the next `ready` starts over.
-      if (!closed) log(`redis recovery failed: ${error instanceof Error ? error.message : String(error)}`);
+      if (closed || attempt !== recovering) return;
+      const delay = Math.round(retries.next());
+      log(`redis recovery failed (again in ${delay} ms): ${error instanceof Error ? error.message : String(error)}`);
+      if (redis.state === 'ready') retry = setTimeout(() => void recover(), delay);
     }
   };
 
@@ -130,6 +138,7 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
     },
     async close() {
       closed = true;
+      clearTimeout(retry);
       leases.stop();
       await Promise.all([redis.close(), subscriber.close()]);
     },
