@@ -236,6 +236,24 @@ describe.skipIf(binary === undefined)('a cluster of node processes', () => {
     expect(all(bob).filter((m) => m.name === 'alice').map((m) => m.type)).toEqual(['join']);
   });
 
+  it('a stale token gets a new session with a new token, which then resumes on another node', async () => {
+    const c = await start(2, { RESUME_GRACE_MS: '60000' });
+    const { peer: bob } = await member(c.nodes[1]!.port, 'bob');
+    const first = await member(c.nodes[0]!.port, 'alice');
+    await first.peer.close(); // a clean close: the session ends
+    await next(bob, (m) => m.type === 'leave' && m.name === 'alice');
+    const again = await hello(c.nodes[0]!.port, 'alice', { token: first.welcome.token });
+    peers.push(again.peer);
+    expect(again.welcome.token).not.toBe(first.welcome.token);
+    await next(again.peer, (m) => m.type === 'join' && m.name === 'alice');
+    again.peer.conn.terminate();
+    const back = await hello(c.nodes[1]!.port, 'alice', { token: again.welcome.token });
+    peers.push(back.peer);
+    expect(back.welcome.token).toBe(again.welcome.token);
+    await bob.until((ms) => ms.filter((m) => (m as unknown as Msg).name === 'alice').length >= 3);
+    expect(all(bob).filter((m) => m.name === 'alice').map((m) => m.type)).toEqual(['join', 'leave', 'join']);
+  });
+
   it.each([1, 2])('seed %i: exactly once, in order, while cut clients come back on other nodes', async (seed) => {
     const c = await start(3, { RESUME_GRACE_MS: '600000', HISTORY_SIZE: '100000' });
     const rng = mulberry32(seed);

@@ -208,7 +208,9 @@ export class ClusterHub {
     this.call(
       op,
       (reply) => {
-        this.admitted(client, reply, hello.token ?? token, since, feeds);
+        // A resume keeps the client's token; a new session (even after a stale token) gets the new one.
+        const kept = reply.mode === 'resume' ? hello.token! : token;
+        this.admitted(client, reply, kept, since, feeds);
         done();
       },
       (error) => {
@@ -240,6 +242,7 @@ export class ClusterHub {
       if (session.grace !== null) clearTimeout(session.grace);
       session.grace = null;
       this.leaveFeeds(session);
+      session.rooms.clear(); // joined again below, from what Redis says, in its order
     } else {
       if (session !== undefined) this.forget(session, 4001, 'replaced by a new connection');
       session = new NodeSession(reply.name, key, hello.v2, null, this.options.historySize, {

@@ -8,6 +8,10 @@
  *
  * A node that was cut off past its lease and comes back finds its lease lapsed: it checks its sessions
  * (onLapsed), forgets those that were reaped, and carries on registered again.
+ *
+ * A node reaps only once its own link has been up for a lease and a heartbeat: when Redis itself was
+ * away (restarted, unreachable), every lease may have lapsed meanwhile, and the live nodes need that long
+ * to renew theirs. Without the wait, the first node back would reap all the others.
  */
 import { encodeStoredHead, leaveNotice } from '../chat/models/message';
 import { RedisClientError } from '../redis';
@@ -25,6 +29,10 @@ export class Leases {
   private timer: NodeJS.Timeout | undefined;
   private registered = false;
   private busy = false;
+  /** Since when this node's Redis link has been up (Infinity while it is down). */
+  private upSince = Infinity;
+  /** When the last renewal that Redis confirmed was sent. */
+  private renewedAt = -Infinity;
 
   constructor(private readonly o: LeaseOptions) {}
 
@@ -46,10 +54,25 @@ export class Leases {
     clearTimeout(this.timer);
   }
 
-  /** Renews the lease; says whether it had lapsed since this node registered. */
+  /** The node's link to Redis is up (and its state repaired), or down. */
+  linkUp(): void {
+    this.upSince = performance.now();
+  }
+
+  linkDown(): void {
+    this.upSince = Infinity;
+  }
+
+  /**
+   * Renews the lease; says whether it may have lapsed since this node registered: Redis says it had, or
+   * no renewal was confirmed for a whole lease (a renewal whose reply timed out may still have run, and
+   * found the lease gone: that answer was lost, so the node goes by its own clock).
+   */
   async beat(): Promise<boolean> {
+    const sent = performance.now();
     const kept = await this.o.store.heartbeat(Math.round(this.o.ttlMs / 2));
-    const lapsed = !kept && this.registered;
+    const lapsed = this.registered && (!kept || sent - this.renewedAt > this.o.ttlMs / 2);
+    this.renewedAt = sent;
     this.registered = true;
     if (lapsed) this.o.log(`lease lapsed node=${this.node}: checking this node's sessions`);
     return lapsed;
@@ -71,6 +94,7 @@ export class Leases {
 
   /** Ends the sessions of every node whose lease is gone, if this node gets to reap it. */
   private async reap(): Promise<void> {
+    if (performance.now() - this.upSince < (this.o.ttlMs * 3) / 4) return; // see the top of this file
     const store = this.o.store;
     for (const node of await store.nodes()) {
       if (node === this.node || (await store.alive(node))) continue;

@@ -86,6 +86,7 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
       if (attempt !== recovering || closed) return;
       await hub.recover(lost);
       retries.attempt = 0;
+      leases.linkUp();
       log(`redis ready node=${id}`);
     } catch (error) {
       if (closed || attempt !== recovering) return;
@@ -99,11 +100,15 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
     store,
     ttlMs: config.nodeTtlMs,
     log,
-    onLapsed: () => void hub.inLoop(() => hub.down()).then(recover),
+    onLapsed: () => {
+      leases.linkDown();
+      void hub.inLoop(() => hub.down()).then(recover);
+    },
   });
 
   redis.on('ready', () => void recover());
   redis.on('down', (error) => {
+    leases.linkDown();
     log(`redis down node=${id}: ${error.message}`);
     void hub.inLoop(() => hub.down()).catch(() => undefined);
   });
