@@ -199,7 +199,10 @@ export class ClusterHub {
       resume: hello.resume, joins,
     });
     const done = (): void => {
-      for (const feed of feeds) this.unref(feed);
+      for (const feed of feeds) {
+        feed.refs--;
+        this.unref(feed);
+      }
       const waiting = this.admitting.get(client)!;
       this.admitting.delete(client);
       if (client.session !== null) for (const said of waiting.queued) this.handle(said);
