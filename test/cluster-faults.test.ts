@@ -155,6 +155,42 @@ describe.skipIf(binary === undefined)('a cluster when things break', () => {
     ]);
   });
 
+  it('Redis away longer than the leases, back on its data: no node reaps a live one; sessions recover', async () => {
+    cluster = await startCluster(3, {
+      env: { NODE_TTL_MS: '2000', RESUME_GRACE_MS: '60000' },
+      redis: { config: ['appendonly yes', 'appendfsync always'] },
+    });
+    const [n0, n1, n2] = cluster.nodes as [NodeProcess, NodeProcess, NodeProcess];
+    const { peer: alice, token } = await member(n0.port, 'alice');
+    const { peer: bob } = await member(n1.port, 'bob');
+    await member(n2.port, 'carol');
+    await next(alice, (m) => m.type === 'join' && m.name === 'carol');
+    const before = positions(alice);
+    const mark = [n0, n1].map((n) => n.output.length);
+    await cluster.redis.stop();
+    // Away for longer than a lease (NODE_TTL_MS / 2): n0's reconnect attempts say how long.
+    const span = (): number => {
+      const times = n0.output.slice(mark[0]).split('\n').filter((l) => /redis unreachable/.test(l))
+        .map((l) => Date.parse(l.slice(0, 24)));
+      return times.length < 2 ? 0 : times[times.length - 1]! - times[0]!;
+    };
+    while (span() < 1_200) await n0.logged(/redis unreachable node=n0/, n0.output.length);
+    await cluster.redis.start();
+    await n0.logged(/redis ready node=n0/, mark[0]);
+    await n1.logged(/redis ready node=n1/, mark[1]);
+    // A node that does die is reaped, in the same rounds that would have reaped the others.
+    await n2.stop('SIGKILL');
+    await eventually(alice, leaveOf('carol'));
+    for (const n of [n0, n1]) expect(n.output).not.toMatch(/reaped node=n[01] /);
+    expect(all(alice).filter((m) => m.type === 'resync')).toEqual([]);
+    request(alice, { type: 'chat', message: 'still here', cid: 'h1' });
+    expect(await next(bob, 'chat')).toMatchObject({ message: 'still here' });
+    alice.conn.terminate();
+    const back = await hello(n1.port, 'alice', { token, resume: before });
+    peers.push(back.peer);
+    expect(back.welcome.streams.every((s) => s.recovered)).toBe(true);
+  });
+
   it('only the subscriber connections killed (CLIENT KILL TYPE pubsub): nothing lost, nothing twice', async () => {
     cluster = await startCluster(2);
     const [n0, n1] = cluster.nodes as [NodeProcess, NodeProcess];

@@ -9,9 +9,10 @@
  * A node that was cut off past its lease and comes back finds its lease lapsed: it checks its sessions
  * (onLapsed), forgets those that were reaped, and carries on registered again.
  *
- * A node reaps only once its own link has been up for a lease and a heartbeat: when Redis itself was
- * away (restarted, unreachable), every lease may have lapsed meanwhile, and the live nodes need that long
- * to renew theirs. Without the wait, the first node back would reap all the others.
+ * A node reaps only once its own link has been up for NODE_TTL_MS: when Redis itself was away
+ * (restarted, unreachable), every lease may have lapsed meanwhile, and a live node needs up to its
+ * reconnect delay (at most TTL/4, node.ts), its recovery and a heartbeat to renew its own. Without the
+ * wait, the first node back would reap the others.
  */
 import { encodeStoredHead, leaveNotice } from '../chat/models/message';
 import { RedisClientError } from '../redis';
@@ -94,7 +95,7 @@ export class Leases {
 
   /** Ends the sessions of every node whose lease is gone, if this node gets to reap it. */
   private async reap(): Promise<void> {
-    if (performance.now() - this.upSince < (this.o.ttlMs * 3) / 4) return; // see the top of this file
+    if (performance.now() - this.upSince < this.o.ttlMs) return; // see the top of this file
     const store = this.o.store;
     for (const node of await store.nodes()) {
       if (node === this.node || (await store.alive(node))) continue;

@@ -46,6 +46,8 @@ export function createClusterNode(config: Config, log: (line: string) => void): 
     clientName: `wschat:${id}`,
     commandTimeoutMs: timeoutMs,
     connectTimeoutMs: timeoutMs,
+    // Back within a quarter lease of Redis's return: the other nodes wait that long before reaping (leases.ts).
+    reconnect: { maxDelayMs: Math.max(100, Math.min(5000, Math.round(config.nodeTtlMs / 4))) },
   };
   const redis = new RedisClient({ ...link, maxPending: 100_000 });
   const subscriber = new RedisSubscriber(link);
