@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { formatCidr, parseCidr } from './http/client-address';
 import { LOG_FORMATS, type LogFormat } from './log';
+import { parseRedisUrl, RedisUrlError } from './redis/url';
 
 export interface Config {
   /** TCP port to listen on (0 picks a free one). */
@@ -60,6 +61,14 @@ export interface Config {
   readonly logFormat: LogFormat;
   /** Accept permessage-deflate (RFC 7692) from clients that offer it. */
   readonly compression: boolean;
+  /** Cluster mode: the Redis that nodes share the chat through; empty: one process, no Redis. */
+  readonly redisUrl: string;
+  /** Server processes on this machine sharing the port (node:cluster); 0: this process serves. */
+  readonly workers: number;
+  /** This node's id in logs, /healthz and Redis; empty: generated (host name, pid, random). */
+  readonly nodeId: string;
+  /** A node that has not renewed its lease for this long is dead: another node ends its sessions. */
+  readonly nodeTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -96,6 +105,10 @@ export const DEFAULTS: Config = Object.freeze({
   handshakeRatePerIp: 0,
   logFormat: 'text',
   compression: true,
+  redisUrl: '',
+  workers: 0,
+  nodeId: '',
+  nodeTtlMs: 15_000,
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -203,6 +216,24 @@ export function loadConfig(env: Env = process.env): Config {
   if (historyOnJoin > historySize) {
     throw new ConfigError('HISTORY_ON_JOIN', `must not exceed HISTORY_SIZE (${historySize}), got ${historyOnJoin}`);
   }
+  const redisUrl = (env.REDIS_URL ?? '').trim();
+  if (redisUrl !== '') {
+    try {
+      parseRedisUrl(redisUrl);
+    } catch (error) {
+      if (error instanceof RedisUrlError) throw new ConfigError('REDIS_URL', error.message);
+      throw error;
+    }
+  }
+  const workers = integer(env, 'WORKERS', DEFAULTS.workers, 1, 256);
+  if (workers > 0 && redisUrl === '') {
+    throw new ConfigError('WORKERS', 'needs REDIS_URL: the worker processes share the chat through Redis');
+  }
+  const nodeId = (env.NODE_ID ?? '').trim();
+  if (nodeId !== '' && !/^[A-Za-z0-9._:-]{1,64}$/.test(nodeId)) {
+    const why = `expected 1-64 letters, digits, ".", "_", ":" or "-", got ${JSON.stringify(nodeId)}`;
+    throw new ConfigError('NODE_ID', why);
+  }
   return Object.freeze({
     port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
     host,
@@ -230,5 +261,9 @@ export function loadConfig(env: Env = process.env): Config {
     handshakeRatePerIp: integer(env, 'HANDSHAKE_RATE_PER_IP', DEFAULTS.handshakeRatePerIp, 0, 1_000_000),
     logFormat: logFormat(env, 'LOG_FORMAT'),
     compression: onOff(env, 'COMPRESSION', DEFAULTS.compression),
+    redisUrl,
+    workers,
+    nodeId,
+    nodeTtlMs: integer(env, 'NODE_TTL_MS', DEFAULTS.nodeTtlMs, 200, 3_600_000),
   });
 }

@@ -38,7 +38,7 @@ export const silentLog: EventLog = () => {};
  * Text fields whose values are shown bare when they are plain tokens (addresses, paths); every other
  * string is quoted, so a name or a reason with spaces or quotes cannot forge another field.
  */
-const BARE = new Set(['peer', 'via', 'path']);
+const BARE = new Set(['peer', 'via', 'path', 'node']);
 const TOKEN = /^[!#-[\]-~]+$/; // printable ASCII without space, '"' and '\'
 
 /**

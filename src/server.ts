@@ -4,9 +4,11 @@
  *
  *   node dist/server.js          PORT=9000 node dist/server.js          (see README: Configuration)
  */
+import cluster from 'node:cluster';
+import { superviseWorkers } from './cluster/supervisor';
 import { ConfigError, loadConfig, type Config } from './config';
 import { createApp, type App } from './http/app';
-import { consoleLogger, stdoutLogger } from './log';
+import { consoleLogger, eventLog, stdoutLogger } from './log';
 
 /** SIGINT/SIGTERM: clients get 1001 and the process exits 0 within this budget. */
 const SHUTDOWN_BUDGET_MS = 2_000;
@@ -22,8 +24,15 @@ async function main(): Promise<void> {
   let app: App;
   try {
     config = loadConfig();
-    // Text lines get their time from the console; a JSON line carries its own.
-    app = createApp(config, config.logFormat === 'json' ? stdoutLogger : consoleLogger);
+  } catch (error) {
+    invalid(error);
+  }
+  // Text lines get their time from the console; a JSON line carries its own.
+  const out = config.logFormat === 'json' ? stdoutLogger : consoleLogger;
+  // WORKERS=N: this process supervises N workers, each a cluster node (they run the rest of main()).
+  if (config.workers > 0 && cluster.isPrimary) return superviseWorkers(config, eventLog(config.logFormat, out));
+  try {
+    app = createApp(config, out);
   } catch (error) {
     invalid(error);
   }

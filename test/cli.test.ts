@@ -562,9 +562,8 @@ describe('colours, arguments and error lines', () => {
       'cannot connect to ws://h:1/ws: connection refused',
     );
     const busy = new HandshakeError('refused', 503, 'too many connections: try again later\n');
-    expect(describeConnectError(url, busy)).toBe(
-      'cannot connect to ws://h:1/ws: the server refused the WebSocket handshake: 503 too many connections: try again later',
-    );
+    const refusal = 'the server refused the WebSocket handshake: 503 too many connections: try again later';
+    expect(describeConnectError(url, busy)).toBe(`cannot connect to ws://h:1/ws: ${refusal}`);
     expect(describeConnectError(url, new Error('WebSocket handshake timed out'))).toBe(
       'cannot connect to ws://h:1/ws: WebSocket handshake timed out',
     );

@@ -49,6 +49,10 @@ describe('loadConfig: defaults', () => {
       handshakeRatePerIp: 0,
       logFormat: 'text',
       compression: true,
+      redisUrl: '',
+      workers: 0,
+      nodeId: '',
+      nodeTtlMs: 15_000,
     } satisfies Config);
   });
 
@@ -59,7 +63,7 @@ describe('loadConfig: defaults', () => {
     names.push('MAX_BUFFERED_BYTES', 'HANDSHAKE_TIMEOUT_MS', 'CLOSE_TIMEOUT_MS');
     names.push('HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS');
     names.push('TLS_CERT_FILE', 'TLS_KEY_FILE', 'TRUST_PROXY', 'MAX_CONNECTIONS_PER_IP', 'HANDSHAKE_RATE_PER_IP');
-    names.push('LOG_FORMAT', 'COMPRESSION');
+    names.push('LOG_FORMAT', 'COMPRESSION', 'REDIS_URL', 'WORKERS', 'NODE_ID', 'NODE_TTL_MS');
     for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
@@ -155,7 +159,8 @@ describe('loadConfig: every variable parses', () => {
         JOIN_TIMEOUT_MS: '7000', CLOSE_TIMEOUT_MS: '2500', HISTORY_SIZE: '10', HISTORY_ON_JOIN: '5', MAX_ROOMS: '3',
         MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100', TLS_CERT_FILE: '/etc/wschat/cert.pem',
         TLS_KEY_FILE: '/etc/wschat/key.pem', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1', MAX_CONNECTIONS_PER_IP: '4',
-        HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json', COMPRESSION: 'off',
+        HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json', COMPRESSION: 'off', REDIS_URL: 'redis://r:6379', WORKERS: '2',
+        NODE_ID: 'n1', NODE_TTL_MS: '3000',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
@@ -164,7 +169,7 @@ describe('loadConfig: every variable parses', () => {
       joinTimeoutMs: 7000, closeTimeoutMs: 2500, historySize: 10, historyOnJoin: 5, maxRooms: 3, maxRoomsPerClient: 2,
       resumeGraceMs: 100, tlsCertFile: '/etc/wschat/cert.pem', tlsKeyFile: '/etc/wschat/key.pem',
       trustProxy: ['127.0.0.1/32', '10.0.0.0/8', '::1/128'], maxConnectionsPerIp: 4, handshakeRatePerIp: 2,
-      logFormat: 'json', compression: false,
+      logFormat: 'json', compression: false, redisUrl: 'redis://r:6379', workers: 2, nodeId: 'n1', nodeTtlMs: 3000,
     });
   });
 });
@@ -217,6 +222,11 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['COMPRESSION', 'yes'],
     ['COMPRESSION', '1'],
     ['COMPRESSION', 'deflate'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['REDIS_URL', 'rediss://host'],
+    ['WORKERS', '2'],
+    ['NODE_ID', 'has space'],
+    ['NODE_TTL_MS', '199'],
   ];
   it.each(cases)('%s=%j', (name, value) => {
     const error = configError({ [name]: value });
@@ -230,6 +240,20 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
       'HISTORY_ON_JOIN: must not exceed HISTORY_SIZE (10), got 20',
     );
     expect(loadConfig({ HISTORY_SIZE: '10' }).historyOnJoin).toBe(10);
+  });
+
+  it('cluster mode: REDIS_URL as the Redis client reads it, WORKERS only with REDIS_URL', () => {
+    expect(configError({ REDIS_URL: 'redis://:secret@host:99999' }).message).toBe(
+      'REDIS_URL: invalid Redis URL "redis://:***@host:99999": the port must be a number from 1 to 65535, got "99999"',
+    );
+    expect(configError({ WORKERS: '2' }).message).toBe(
+      'WORKERS: needs REDIS_URL: the worker processes share the chat through Redis',
+    );
+    const env = { REDIS_URL: 'redis://10.0.0.5:6380/2', WORKERS: '4', NODE_ID: 'eu-1', NODE_TTL_MS: '5000' };
+    const config = loadConfig(env);
+    expect([config.redisUrl, config.workers, config.nodeId, config.nodeTtlMs]).toEqual([
+      'redis://10.0.0.5:6380/2', 4, 'eu-1', 5000,
+    ]);
   });
 
   it('says what it expected and what it got', () => {

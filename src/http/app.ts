@@ -7,7 +7,8 @@ import { createServer as createTlsServer, type Server as HttpsServer } from 'nod
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { handleWebSocket } from '../chat/handlers/websocket';
-import { Hub } from '../chat/models/hub';
+import { Hub, hubDirectory, type HubChannels } from '../chat/models/hub';
+import { createClusterNode, type ClusterNode } from '../cluster/node';
 import { ConfigError, type Config } from '../config';
 import { eventLog, silentLogger, withFields, type EventLog, type LogFields, type Logger } from '../log';
 import { checkZlibHandle, CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
@@ -22,7 +23,9 @@ import { CertificateError, loadCertificate, type Certificate } from './tls';
 export interface App {
   /** An https.Server when TLS_CERT_FILE is set. */
   readonly server: Server | HttpsServer;
-  readonly hub: Hub;
+  readonly hub: HubChannels;
+  /** The cluster node, when REDIS_URL is set. */
+  readonly node: ClusterNode | undefined;
   /** The app's log, in LOG_FORMAT (server.ts logs through it too). */
   readonly log: EventLog;
   /** Listens on config.port/host; resolves with the bound address. */
@@ -55,7 +58,9 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   const log = eventLog(config.logFormat, out);
   if (config.compression) checkZlibHandle(); // fail at start-up, not on the first compressed message
   let certificate = config.tlsCertFile === '' ? undefined : startupCertificate(config);
-  const hub = new Hub({
+  // One process owns the chat, or a cluster node shares it through Redis (src/cluster).
+  const node = config.redisUrl === '' ? undefined : createClusterNode(config, log);
+  const hub: HubChannels = node?.hub ?? new Hub({
     sendQueue: config.sendQueue,
     historySize: config.historySize,
     historyOnJoin: config.historyOnJoin,
@@ -96,7 +101,12 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   server.maxConnections = config.maxConnections + TCP_HEADROOM;
   if (certificate !== undefined) log('tls_loaded', certificateFields(certificate));
   const checkOrigin = originPolicy(config.allowedOrigins);
-  const ctx = { hub, page, accepting: () => accepting };
+  const ctx = {
+    directory: node?.directory ?? hubDirectory(hub as Hub),
+    page,
+    accepting: () => accepting,
+    ...(node !== undefined ? { health: node.health } : {}),
+  };
   const trusted = new TrustedProxies(config.trustProxy);
   const openPerAddress = new OpenConnections(config.maxConnectionsPerIp);
   const handshakeRate = new HandshakeRate(config.handshakeRatePerIp);
@@ -203,6 +213,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   return {
     server,
     hub,
+    node,
     log,
     connections,
     listen() {
@@ -233,6 +244,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       // A destroyed socket reports 'close' a tick later: resolve only once every connection is released.
       await Promise.all([...connections].map((c) => c.closed));
       server.closeAllConnections();
+      await node?.close();
     },
     reloadCertificate() {
       if (certificate === undefined) {

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { listRooms, roomHistory, whoIsOnline, type Hub } from '../chat/models/hub';
+import type { Directory } from '../chat/models/hub';
 import { isRoomName, MAX_HISTORY_PAGE } from '../chat/models/protocol';
 import { checkUpgradeRequest, rejectUpgrade } from '../websocket';
 import { servePage, type StaticPage } from './static';
@@ -34,10 +34,13 @@ export function tooManyHeaders(req: IncomingMessage): boolean {
 }
 
 export interface RouteContext {
-  readonly hub: Hub;
+  /** Who is online, the rooms, their history: the Hub's answers, or Redis's for a cluster node. */
+  readonly directory: Directory;
   readonly page: StaticPage;
   /** False once shutdown has begun: /healthz turns 503 so load balancers stop sending. */
   readonly accepting: () => boolean;
+  /** A cluster node's health: 503 with the reason while it cannot reach Redis; its node id. */
+  readonly health?: () => { readonly ok: boolean; readonly body: Readonly<Record<string, string>> };
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown, head: boolean): void {
@@ -95,9 +98,10 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
     return;
   }
   const url = new URL(req.url ?? '/', 'http://localhost');
-  const gone = (): void => sendJson(res, 503, { error: 'shutting down' }, head);
+  // The Hub has stopped (shutdown), or a cluster node cannot reach Redis.
+  const gone = (): void => sendJson(res, 503, { error: ctx.accepting() ? 'unavailable' : 'shutting down' }, head);
   const history = /^\/rooms\/([^/]+)\/history$/.exec(path);
-  if (history !== null) return void serveHistory(ctx.hub, res, decodeURIComponent(history[1]!), url, head);
+  if (history !== null) return void serveHistory(ctx.directory, res, decodeURIComponent(history[1]!), url, head);
   switch (path) {
     case '/':
     case '/index.html':
@@ -105,19 +109,22 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
       return;
     case '/clients': {
       const room = url.searchParams.get('room') ?? undefined;
-      whoIsOnline(ctx.hub, room).then((clients) => {
+      ctx.directory.clients(room).then((clients) => {
         if (clients === undefined) sendJson(res, 404, { error: `no room ${room}` }, head);
         else sendJson(res, 200, { count: clients.length, clients }, head);
       }, gone);
       return;
     }
     case '/rooms':
-      listRooms(ctx.hub).then((rooms) => sendJson(res, 200, { rooms }, head), gone);
+      ctx.directory.rooms().then((rooms) => sendJson(res, 200, { rooms }, head), gone);
       return;
-    case '/healthz':
-      if (ctx.accepting()) sendJson(res, 200, { status: 'ok' }, head);
-      else sendJson(res, 503, { status: 'shutting down' }, head);
+    case '/healthz': {
+      const health = ctx.health?.();
+      if (!ctx.accepting()) sendJson(res, 503, { ...health?.body, status: 'shutting down' }, head);
+      else if (health !== undefined && !health.ok) sendJson(res, 503, health.body, head);
+      else sendJson(res, 200, { status: 'ok', ...health?.body }, head);
       return;
+    }
     default:
       sendText(res, 404, 'not found');
   }
@@ -127,7 +134,7 @@ export function handleRequest(ctx: RouteContext, req: IncomingMessage, res: Serv
  * GET /rooms/<room>/history?after=N&limit=M (or before=N): the room's stored messages, oldest first,
  * exactly as its members received them. Private inboxes are not readable over HTTP.
  */
-function serveHistory(hub: Hub, res: ServerResponse, room: string, url: URL, head: boolean): void {
+function serveHistory(directory: Directory, res: ServerResponse, room: string, url: URL, head: boolean): void {
   const param = (name: string): number | undefined | null => {
     const raw = url.searchParams.get(name);
     if (raw === null) return undefined;
@@ -144,14 +151,14 @@ function serveHistory(hub: Hub, res: ServerResponse, room: string, url: URL, hea
   }
   if (!isRoomName(room)) return sendJson(res, 404, { error: 'no such room' }, head);
   const page = { limit, ...(after !== undefined ? { after } : {}), ...(before !== undefined ? { before } : {}) };
-  roomHistory(hub, room, page).then(
+  directory.history(room, page).then(
     (h) => {
       if (h === undefined) return sendJson(res, 404, { error: 'no such room' }, head);
       const messages = h.messages.join(',');
       const body = `{"room":"${h.room}","epoch":"${h.epoch}","offset":${h.offset},"messages":[${messages}]}`;
       sendJsonText(res, 200, body, head);
     },
-    () => sendJson(res, 503, { error: 'shutting down' }, head),
+    () => sendJson(res, 503, { error: 'unavailable' }, head),
   );
 }
 

@@ -35,6 +35,14 @@ export interface ProcessSpec {
   readonly readyTimeoutMs?: number;
 }
 
+/** A process the server needs and whose cost is the server's (the Redis of a cluster target). */
+export interface Companion {
+  readonly pid: number | undefined;
+  /** Redis's counters: commands processed (those run by scripts included) and script calls (EVALSHA). */
+  commands(): Promise<{ readonly total: number; readonly scripts: number }>;
+  dispose(): Promise<void>;
+}
+
 export interface ExitInfo {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
@@ -63,6 +71,8 @@ export class ServerProcess {
   /** Set when the process has exited. */
   exit: ExitInfo | undefined;
   readonly exited: Promise<ExitInfo>;
+  /** Set by the target that started one (its CPU and RSS count as the server's; it stops with it). */
+  companion: Companion | undefined;
   private tree: { pids: number[]; at: number } | undefined;
 
   private constructor(
@@ -117,11 +127,12 @@ export class ServerProcess {
     throw new Error(`server not listening after ${timeoutMs} ms: ${this.log().trim().slice(-500)}`);
   }
 
-  /** CPU and RSS of the server and its descendants; NaN once it has exited. */
+  /** CPU and RSS of the server and its descendants (and its companion); NaN once it has exited. */
   usage(): Usage {
     const now = performance.now();
     if (this.tree === undefined || now - this.tree.at > TREE_TTL_MS) {
-      this.tree = { pids: processTree(this.pid), at: now };
+      const companion = this.companion?.pid;
+      this.tree = { pids: [...processTree(this.pid), ...(companion === undefined ? [] : [companion])], at: now };
     }
     return usageOf(this.tree.pids);
   }
@@ -174,12 +185,15 @@ export class ServerProcess {
 
   /** SIGTERM (a Node server writes its --cpu-prof profile then), SIGKILL if it lingers. */
   async stop(graceMs = 5_000): Promise<ExitInfo> {
-    if (this.exit !== undefined) return this.exit;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    return exit;
+    if (this.exit === undefined) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    await this.companion?.dispose();
+    this.companion = undefined;
+    return this.exit!;
   }
 }
 

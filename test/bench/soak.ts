@@ -3,6 +3,8 @@
  * chatters joining, talking and leaving, a few misbehaving peers, and the server's memory over time.
  *
  *   npm run soak -- --seconds 60            (default 60; runs for hours just as well)
+ *   npm run soak -- --nodes 3               a cluster over Redis, with a node killed and Redis restarted
+ *                                           during the run (soak-cluster.ts; --clients default 30)
  *   options: --clients 200  --rate 1 (broadcasts/s per chatter)  --sample 5 (s between RSS samples)
  *            --seed N  --stayers 0.7 (share of chatters that never leave)  --no-misbehave
  *            --resumers 20 (v2 clients in rooms whose connections are cut at random and resume)
@@ -19,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mulberry32 } from '../helpers/rng';
 import { FlagError, Flags } from './flags';
+import { runClusterSoak } from './soak-cluster';
 import { Ledger } from './soak-ledger';
 import { abrupt, chatter, flooder, garbage, newCounters, slowReader, type SoakContext } from './soak-peers';
 import { Resumers } from './soak-resumers';
@@ -36,6 +39,9 @@ interface Options {
   readonly stayers: number;
   readonly misbehave: boolean;
   readonly resumers: number;
+  /** 0: one server process; N: a cluster of N nodes (soak-cluster.ts). */
+  readonly nodes: number;
+  readonly clientsGiven: boolean;
 }
 
 function options(argv: readonly string[]): Options {
@@ -48,6 +54,7 @@ function options(argv: readonly string[]): Options {
     stayers: 'number',
     misbehave: 'switch',
     resumers: 'number',
+    nodes: 'number',
   });
   const o: Options = {
     seconds: flags.number('seconds', 60),
@@ -58,6 +65,8 @@ function options(argv: readonly string[]): Options {
     stayers: flags.number('stayers', 0.7),
     misbehave: flags.switch('misbehave') ?? true,
     resumers: flags.number('resumers', 20, { min: 0, integer: true }),
+    nodes: flags.number('nodes', 0, { min: 0, integer: true }),
+    clientsGiven: flags.has('clients'),
   };
   if (o.stayers > 1) throw new FlagError('--stayers: a share, from 0 to 1');
   return o;
@@ -218,6 +227,12 @@ class Soak {
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
   process.on('exit', killAllServers);
+  if (o.nodes > 0) {
+    const clients = o.clientsGiven ? o.clients : 30;
+    const code = await runClusterSoak({ seconds: o.seconds, clients, rate: o.rate, nodes: o.nodes, seed: o.seed,
+      rng: mulberry32(o.seed) });
+    process.exit(code);
+  }
   const logFile = join(tmpdir(), `wschat-soak-${process.pid}`, 'server.log');
   const server = await startTarget(ownServer(), { env: SERVER_ENV, nodeArgs: [], openFiles: 4096, logFile });
   const soak = new Soak(o, server);

@@ -8,7 +8,10 @@
  *   ws-node-deflate   ws-node with WS_DEFLATE=all: permessage-deflate on every message, for a client
  *                     that offers it (the load client does not offer it yet: raw-websocket.ts)
  *
- * Any target takes more environment as +KEY=VALUE suffixes (wschat+SEND_QUEUE=64). The anchors
+ * Any target takes more environment as +KEY=VALUE suffixes (wschat+SEND_QUEUE=64). A wschat target with
+ * WORKERS (wschat+WORKERS=2) or REDIS_URL=auto is a cluster: the bench starts a redis-server for it (free
+ * loopback port, no persistence), whose CPU and memory count as the server's, and waits until every
+ * node has reached Redis. The anchors
  * (shared/anchors, beside the checkout or beside one of its parent folders, or --anchors=DIR) are
  * not part of the project: they are set up on demand, outside it, and nothing of them is kept here.
  */
@@ -18,7 +21,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import type { Dialect } from './dialect';
-import { ServerProcess } from './server-process';
+import { RedisClient } from '../../src/redis';
+import { startRedis } from '../helpers/redis-server';
+import { ServerProcess, type Companion } from './server-process';
+import { waitFor } from './time';
 
 /** The project's root: the compiled bench runs from dist-bench/test/bench/. */
 export const ROOT = resolve(__dirname, '..', '..', '..');
@@ -61,15 +67,79 @@ const LISTENING = /listening on http:\/\/[^\s/]*:(\d+)/;
 /** Starts a target on 127.0.0.1: ours on a port it picks, an anchor on a free port we pick. */
 export async function startTarget(target: Target, options: StartOptions): Promise<ServerProcess> {
   const port = target.wschat ? 0 : await freePort();
-  return ServerProcess.start({
-    command: target.node ? process.execPath : target.program,
-    args: target.node ? [...options.nodeArgs, target.program] : [],
-    cwd: dirname(target.program),
-    env: { ...options.env, ...target.env, HOST: '127.0.0.1', PORT: String(port) },
-    openFiles: options.openFiles,
-    logFile: options.logFile,
-    ready: target.wschat ? { line: LISTENING } : { port },
-  });
+  const redis = isCluster(target) ? await startCompanionRedis() : undefined;
+  const env: Record<string, string> = { ...options.env, ...target.env, HOST: '127.0.0.1', PORT: String(port) };
+  if (redis !== undefined) env.REDIS_URL = redis.url;
+  let server: ServerProcess;
+  try {
+    server = await ServerProcess.start({
+      command: target.node ? process.execPath : target.program,
+      args: target.node ? [...options.nodeArgs, target.program] : [],
+      cwd: dirname(target.program),
+      env,
+      openFiles: options.openFiles,
+      logFile: options.logFile,
+      ready: target.wschat ? { line: LISTENING } : { port },
+    });
+  } catch (error) {
+    await redis?.companion.dispose();
+    throw error;
+  }
+  if (redis === undefined) return server;
+  server.companion = redis.companion;
+  // Every node (each worker) must have reached Redis before clients come.
+  const nodes = Math.max(1, Number(env.WORKERS ?? '1'));
+  const ready = (): boolean => (server.log().match(/redis_ready node=/g) ?? []).length >= nodes;
+  if (!(await waitFor(() => ready() || server.exit !== undefined, 20_000, 25))) {
+    await server.stop();
+    throw new Error(`${target.name}: the nodes did not reach Redis within 20 s: ${server.log().slice(-500)}`);
+  }
+  return server;
+}
+
+/** A wschat target that runs as a cluster over a Redis the bench starts. */
+export function isCluster(target: Target): boolean {
+  return target.wschat && (target.env.WORKERS !== undefined || target.env.REDIS_URL === 'auto');
+}
+
+/** A redis-server for a cluster target: loopback, free port, no persistence; killed if the bench dies. */
+async function startCompanionRedis(): Promise<{ url: string; companion: Companion }> {
+  const redis = await startRedis();
+  const pid = redis.pid;
+  const kill = (): void => {
+    try {
+      if (pid !== undefined) process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  };
+  process.once('exit', kill);
+  return {
+    url: redis.url(),
+    companion: {
+      get pid() {
+        return redis.pid;
+      },
+      async commands() {
+        const client = new RedisClient(redis.url());
+        try {
+          await client.connect();
+          const stats = String(await client.send(['INFO', 'stats']));
+          const commands = String(await client.send(['INFO', 'commandstats']));
+          return {
+            total: Number(/total_commands_processed:(\d+)/.exec(stats)?.[1] ?? NaN),
+            scripts: Number(/cmdstat_evalsha:calls=(\d+)/.exec(commands)?.[1] ?? 0),
+          };
+        } finally {
+          await client.close();
+        }
+      },
+      async dispose() {
+        process.off('exit', kill);
+        await redis.dispose();
+      },
+    },
+  };
 }
 
 /** A port nobody listens on now (the anchors cannot be told to pick one). */

@@ -35,6 +35,8 @@ export interface RedisServer {
   readonly host: string;
   readonly port: number;
   readonly dir: string;
+  /** The running process's pid (undefined while stopped): the bench counts its CPU. */
+  readonly pid: number | undefined;
   /** Everything the server logged so far. */
   readonly log: string;
   /** `redis://[userinfo@]127.0.0.1:port[/db]`; userinfo as written in a URL (`:pw`, `alice:pw`). */
@@ -124,6 +126,9 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
     host: '127.0.0.1',
     port,
     dir,
+    get pid() {
+      return child?.pid;
+    },
     get log() {
       return log;
     },

@@ -47,7 +47,8 @@ export class ResumingClient {
   private readonly own = new Set<string>();
 
   constructor(
-    private readonly url: string,
+    /** Where connect() goes: a test may point the next reconnect at another server (a cluster's node). */
+    public url: string,
     readonly name: string,
     /** Keep every message and offset (a test checks them all); a long soak keeps positions only. */
     private readonly record = true,

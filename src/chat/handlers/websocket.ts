@@ -11,7 +11,7 @@ import { ChannelClosedError, endOfTurn } from '../../channel';
 import type { EventLog } from '../../log';
 import { CloseCode, PreparedFrame, type WebSocketConnection } from '../../websocket';
 import { Client, type Outbound } from '../models/client';
-import type { Hub } from '../models/hub';
+import type { HubChannels } from '../models/hub';
 import { encodeError } from '../models/message';
 import { nameProblem } from '../models/names';
 import { isRefusal, lessonRequest, parseHello, parseRequest } from '../models/protocol';
@@ -30,7 +30,11 @@ export interface ChatOptions {
 }
 
 /** Go: HandleWebSocket after the upgrade. Resolves when the client is gone. */
-export async function handleWebSocket(conn: WebSocketConnection, hub: Hub, options: ChatOptions): Promise<void> {
+export async function handleWebSocket(
+  conn: WebSocketConnection,
+  hub: HubChannels,
+  options: ChatOptions,
+): Promise<void> {
   const log = options.log ?? (() => {});
   const client = new Client(conn, options.sendQueue);
   client.log = log;
@@ -93,7 +97,7 @@ function reply(client: Client, why: string, cid?: string): boolean {
  * Go: readPump. Reads until the connection ends, then unregisters (the Go `defer`).
  * A flood is refused message by message; a client that keeps flooding past its burst is closed.
  */
-export async function readPump(client: Client, hub: Hub, options: ChatOptions): Promise<void> {
+export async function readPump(client: Client, hub: HubChannels, options: ChatOptions): Promise<void> {
   const bucket = new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, Date.now());
   const v2 = client.hello!.v2;
   let refusedInARow = 0;

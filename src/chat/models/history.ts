@@ -25,7 +25,8 @@ export function newEpoch(): string {
 const INITIAL_SLOTS = 8;
 
 export class Stream {
-  readonly epoch = newEpoch();
+  /** Set by reset() only (a cluster node's cache follows Redis). */
+  epoch = newEpoch();
   /** The latest offset given; 0 before the first message. */
   top = 0;
   private slots: (string | undefined)[] = [];
@@ -56,8 +57,18 @@ export class Stream {
   }
 
   append(message: ChatMessage, key?: string): Stored {
-    const offset = ++this.top;
+    const offset = this.top + 1;
     const json = encodeStored(message, this.name, offset, this.epoch);
+    this.put(json, key);
+    return { offset, json };
+  }
+
+  /**
+   * Keeps the JSON of the next offset (top + 1), stored elsewhere: a cluster node's streams are caches of
+   * Redis streams, filled in offset order with what the node delivers.
+   */
+  put(json: string, key?: string): void {
+    const offset = ++this.top;
     if (this.count === this.slots.length && this.slots.length < this.size) this.grow();
     let at = this.start + this.count;
     if (this.count === this.slots.length) {
@@ -74,7 +85,17 @@ export class Stream {
     this.keys[at] = key;
     this.count++;
     if (key !== undefined) this.byKey.set(key, offset);
-    return { offset, json };
+  }
+
+  /** Forgets everything held and goes on from `top` in `epoch` (a cache whose source moved on or was lost). */
+  reset(epoch: string, top: number): void {
+    this.epoch = epoch;
+    this.top = top;
+    this.slots = [];
+    this.keys = [];
+    this.start = 0;
+    this.count = 0;
+    this.byKey.clear();
   }
 
   /** The JSON of the held messages with offsets in [from, to], oldest first. */

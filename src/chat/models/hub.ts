@@ -478,3 +478,31 @@ export function roomHistory(
 ): Promise<RoomHistory | undefined> {
   return ask(hub, (reply) => ({ kind: 'history', room, ...page, reply }));
 }
+
+/**
+ * What the connection handlers and the HTTP wiring use of a hub: its channels and its loop. A cluster
+ * node's hub (src/cluster) has the same, so readPump, writePump and the routes work with either.
+ */
+export interface HubChannels {
+  readonly register: Channel<Client>;
+  readonly unregister: Channel<Client>;
+  readonly broadcast: Channel<Said>;
+  readonly quit: Channel<{ readonly code: number; readonly reason: string }>;
+  run(): Promise<void>;
+}
+
+/** The HTTP endpoints' questions: who is online, the rooms, a room's history (undefined: no such room). */
+export interface Directory {
+  clients(room?: string): Promise<ClientInfo[] | undefined>;
+  rooms(): Promise<RoomInfo[]>;
+  history(room: string, page: { after?: number; before?: number; limit: number }): Promise<RoomHistory | undefined>;
+}
+
+/** One process: the Hub knows everything, and answers through its queries channel. */
+export function hubDirectory(hub: Hub): Directory {
+  return {
+    clients: (room) => whoIsOnline(hub, room),
+    rooms: () => listRooms(hub),
+    history: (room, page) => roomHistory(hub, room, page),
+  };
+}

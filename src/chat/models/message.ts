@@ -59,10 +59,18 @@ const str = JSON.stringify;
 
 /** A message with its place in a stream: the JSON every member of the stream receives. */
 export function encodeStored(m: ChatMessage, stream: string, offset: number, epoch: string): string {
+  return `${encodeStoredHead(m, stream)}${offset},"epoch":"${epoch}"}`;
+}
+
+/**
+ * Everything of a stored message up to its offset: the place comes last, so whoever assigns it (this
+ * process, or Redis for a cluster) appends `<offset>,"epoch":"<epoch>"}`.
+ */
+export function encodeStoredHead(m: ChatMessage, stream: string): string {
   let json = `{"type":"${m.type}","user":${str(m.user)},"message":${str(m.message)}`;
   if (m.to !== undefined) json += `,"to":${str(m.to)}`;
   if (m.name !== undefined) json += `,"name":${str(m.name)}`;
-  return json + `,"time":"${m.time}","stream":${str(stream)},"offset":${offset},"epoch":"${epoch}"}`;
+  return json + `,"time":"${m.time}","stream":${str(stream)},"offset":`;
 }
 
 /** The same stored message, marked as history (sent on joining, not live). */

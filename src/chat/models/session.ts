@@ -8,15 +8,20 @@ import type { Client } from './client';
 import { Stream } from './history';
 import type { Members, Room } from './rooms';
 
+/** 144 random bits, unguessable. */
+export function newToken(): string {
+  return randomBytes(18).toString('base64url');
+}
+
 export class Session {
   /** Proof of the name for a later hello: 144 random bits, unguessable. */
-  readonly token = randomBytes(18).toString('base64url');
+  readonly token: string;
   /** The private inbox, `@` + the name's key: stored here, it outlives a dropped connection. */
   readonly inbox: Stream;
   /** The inbox's one member is the session itself. */
   readonly inboxMembers: Members = new Map();
   readonly rooms = new Set<Room>();
-  readonly connectedAt = new Date();
+  readonly connectedAt: Date;
   /** Set while the session waits for its client to come back. */
   grace: NodeJS.Timeout | null = null;
 
@@ -30,7 +35,11 @@ export class Session {
     /** The connection now, or null during the grace period. */
     public client: Client | null,
     historySize: number,
+    /** A session that already exists elsewhere (a cluster node resuming it) keeps its token and its start. */
+    known?: { readonly token: string; readonly connectedAt: Date },
   ) {
+    this.token = known?.token ?? newToken();
+    this.connectedAt = known?.connectedAt ?? new Date();
     this.inbox = new Stream(`@${key}`, historySize);
     this.inboxMembers.set(this, 0);
   }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { BenchClient } from '../load-client';
 import { LoadClients, type LoadOptions } from '../load-threads';
 import { load, snapshot, window, type Snapshot } from '../meter';
+import { usageOf } from '../proc';
 import type { ServerProcess } from '../server-process';
 import { startTarget, type Target } from '../targets';
 import { sleep, waitFor } from '../time';
@@ -182,6 +183,29 @@ export async function settledRss(server: ServerProcess, waitMs: number): Promise
 function checkThreads(clients: LoadClients): void {
   const failure = clients.failure;
   if (failure !== null) throw failure;
+}
+
+/**
+ * Redis's work per chat message over a window, for a cluster target (undefined for the others): script
+ * calls (EVALSHA: the nodes' requests), every command Redis ran (those inside the scripts included), and
+ * Redis's own CPU, per message sent in between. The nodes' leases and the bench's INFO count too.
+ */
+export async function redisCommands(server: ServerProcess): Promise<Counts> {
+  const companion = server.companion;
+  if (companion === undefined) return undefined;
+  const counts = await companion.commands();
+  return { ...counts, cpuUs: companion.pid === undefined ? NaN : usageOf([companion.pid]).cpuUs };
+}
+
+type Counts = { total: number; scripts: number; cpuUs: number } | undefined;
+
+export function perMessage(before: Counts, after: Counts, sent: number): Figures {
+  if (before === undefined || after === undefined || sent === 0) return {};
+  return {
+    redisScriptsPerMessage: round((after.scripts - before.scripts) / sent, 2),
+    redisCommandsPerMessage: round((after.total - before.total) / sent, 2),
+    redisUsPerMessage: round((after.cpuUs - before.cpuUs) / sent, 2),
+  };
 }
 
 export const round = (x: number, digits = 1): number => (Number.isFinite(x) ? Number(x.toFixed(digits)) : NaN);

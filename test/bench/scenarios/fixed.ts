@@ -4,6 +4,7 @@ import type { BenchClient } from '../load-client';
 import type { Target } from '../targets';
 import { waitFor } from '../time';
 import { DEFAULT_WORKERS, dueMessages, isProfiled, joinClients, Measurement, padding, withServer } from './common';
+import { perMessage, redisCommands } from './common';
 import type { BenchArgs, Scenario, ScenarioResult } from './common';
 
 /**
@@ -37,12 +38,14 @@ async function run(args: BenchArgs, target: Target): Promise<ScenarioResult> {
     const senders = here.slice(0, args.senders);
     const perSender = Math.max(1, Math.round(args.rate * args.seconds));
 
+    const commands = await redisCommands(server);
     const measurement = new Measurement(server, clients);
     await sendAtRate(senders, args.rate, perSender, padding(args.padding));
     const sent = perSender * senders.length;
     const expected = sent * args.clients;
     const drained = await waitFor(() => clients.chats >= expected || clients.failure !== null, 15_000, 2);
     measurement.end();
+    const redis = perMessage(commands, await redisCommands(server), sent);
     if (!drained) notes.push(`fixed: not every delivery arrived within 15 s of the last send`);
     return {
       scenario: 'fixed',
@@ -59,6 +62,7 @@ async function run(args: BenchArgs, target: Target): Promise<ScenarioResult> {
         expected,
         lost: expected - clients.chats,
         ...(await measurement.figures(notes, { scenario: 'fixed' })),
+        ...redis,
       },
     };
   });

@@ -3,6 +3,7 @@ import type { SenderHooks } from '../load-client';
 import type { Target } from '../targets';
 import { sleep, waitFor } from '../time';
 import { DEFAULT_WORKERS, isProfiled, joinClients, Measurement, padding, withServer } from './common';
+import { perMessage, redisCommands } from './common';
 import type { BenchArgs, Scenario, ScenarioResult } from './common';
 
 async function run(args: BenchArgs, target: Target): Promise<ScenarioResult> {
@@ -24,9 +25,13 @@ async function run(args: BenchArgs, target: Target): Promise<ScenarioResult> {
     for (const s of senders) for (let i = 0; i < args.window; i++) s.sendChat(text);
 
     await sleep(args.warmup * 1000);
+    const commands = await redisCommands(server);
+    const sentBefore = senders.reduce((n, s) => n + s.sent, 0);
     const measurement = new Measurement(server, clients);
     await sleep(args.seconds * 1000);
     measurement.end();
+    const sentInWindow = senders.reduce((n, s) => n + s.sent, 0) - sentBefore;
+    const redis = perMessage(commands, await redisCommands(server), sentInWindow);
     running = false;
 
     const sent = senders.reduce((n, s) => n + s.sent, 0);
@@ -46,6 +51,7 @@ async function run(args: BenchArgs, target: Target): Promise<ScenarioResult> {
         sent,
         lost: expected - clients.chats,
         ...(await measurement.figures(notes, { scenario: 'saturate' })),
+        ...redis,
       },
     };
   });
