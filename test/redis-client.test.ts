@@ -14,7 +14,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisClientError, RedisReplyError, RedisScript, VerbatimString } from '../src/redis';
 import type { RedisClientEvents, RedisClientOptions, RespValue } from '../src/redis';
 import { within } from './helpers/wait';
-import { findRedisServer, sharedRedis, startRedis, type RedisServer } from './helpers/redis-server';
+import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
+import { sharedRedis } from './helpers/shared-redis';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 
 const binary = findRedisServer();

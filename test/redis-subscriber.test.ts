@@ -11,7 +11,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { RedisClient, RedisReplyError, RedisSubscriber } from '../src/redis';
 import type { RedisClientOptions, RedisSubscriberEvents } from '../src/redis';
 import { waitUntil, within } from './helpers/wait';
-import { findRedisServer, sharedRedis, startRedis, type RedisServer } from './helpers/redis-server';
+import { findRedisServer, startRedis, type RedisServer } from './helpers/redis-server';
+import { sharedRedis } from './helpers/shared-redis';
 import { startTcpProxy } from './helpers/tcp-proxy';
 
 const binary = findRedisServer();

@@ -12,8 +12,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
-import { RedisClient } from '../../src/redis';
 
 const CANDIDATES = [process.env.REDIS_SERVER, '/usr/bin/redis-server', '/usr/local/bin/redis-server'];
 
@@ -145,20 +143,3 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
   };
 }
 
-/**
- * One redis-server and an admin client for all the tests of a describe block: started in beforeAll,
- * stopped in afterAll. Read the fields inside the tests (they are set once beforeAll has run).
- */
-export function sharedRedis(options: RedisServerOptions = {}): { server: RedisServer; admin: RedisClient } {
-  const shared = {} as { server: RedisServer; admin: RedisClient };
-  beforeAll(async () => {
-    shared.server = await startRedis(options);
-    shared.admin = new RedisClient(shared.server.url());
-    await shared.admin.connect();
-  });
-  afterAll(async () => {
-    await shared.admin?.close();
-    await shared.server?.dispose();
-  });
-  return shared;
-}
