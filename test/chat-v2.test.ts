@@ -324,6 +324,15 @@ describe('history requests', () => {
     expect(older.more).toBe(false);
   });
 
+  it('a history request with a cid gets it back in the reply', async () => {
+    const t = await startApp();
+    const { peer: alice } = await member(t, 'alice');
+    request(alice, { type: 'history', stream: 'lobby', limit: 1, cid: 'h-1' });
+    const page = await next(alice, 'history');
+    expect(Object.keys(page)).toEqual(['type', 'stream', 'epoch', 'messages', 'more', 'cid']);
+    expect([page.cid, (page.messages as Msg[]).map((m) => m.offset)]).toEqual(['h-1', [1]]);
+  });
+
   it('reads your own inbox (any form of the name), never a room you are not in or another inbox', async () => {
     const t = await startApp();
     const { peer: alice } = await member(t, 'Alice');
@@ -370,6 +379,17 @@ describe('bad requests get an error and the connection stays up', () => {
     expect([error.message, error.cid]).toEqual([why, cid]);
     request(peer, { type: 'chat', message: 'still here', cid: 'ok' });
     expect(await next(peer, 'ack')).toMatchObject({ cid: 'ok' });
+  });
+});
+
+describe('the rate limit', () => {
+  it("a request refused for the rate limit is named by its cid, so the client knows which to send again", async () => {
+    const t = await startApp({ RATE_LIMIT_PER_SEC: '1', RATE_LIMIT_BURST: '2' });
+    const { peer: alice } = await member(t, 'alice');
+    for (const cid of ['a', 'b', 'c']) request(alice, { type: 'chat', message: cid, cid });
+    const refused = await next(alice, 'error');
+    expect([refused.message, refused.cid]).toEqual(['rate limit exceeded: slow down', 'c']);
+    expect(all(alice).filter((m) => m.type === 'ack').map((m) => m.cid)).toEqual(['a', 'b']);
   });
 });
 

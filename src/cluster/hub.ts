@@ -452,7 +452,7 @@ export class ClusterHub {
           this.store.page(stream, page),
           (p) => {
             if (p === undefined) return fail(`you cannot read ${request.stream}: join it first`);
-            this.fanout.tell(from, encodeHistory(stream, p.epoch, p.entries, p.first > p.oldest));
+            this.fanout.tell(from, encodeHistory(stream, p.epoch, p.entries, p.first > p.oldest, request.cid));
           },
           unavailable,
         );

@@ -14,7 +14,7 @@ import { Client, type Outbound } from '../models/client';
 import type { HubChannels } from '../models/hub';
 import { encodeError } from '../models/message';
 import { nameProblem } from '../models/names';
-import { isRefusal, lessonRequest, parseHello, parseRequest } from '../models/protocol';
+import { isRefusal, lessonRequest, MAX_CID_LENGTH, parseHello, parseRequest } from '../models/protocol';
 import { TokenBucket } from '../models/rate-limit';
 
 export interface ChatOptions {
@@ -118,7 +118,8 @@ export async function readPump(client: Client, hub: HubChannels, options: ChatOp
           client.endWith(CloseCode.PolicyViolation, 'rate limit exceeded');
           break;
         }
-        if (!reply(client, 'rate limit exceeded: slow down')) break;
+        // The refused request's cid, when it has one: the client knows which to send again.
+        if (!reply(client, 'rate limit exceeded: slow down', v2 ? cidOf(m.data) : undefined)) break;
         continue;
       }
       refusedInARow = 0;
@@ -138,6 +139,16 @@ export async function readPump(client: Client, hub: HubChannels, options: ChatOp
     // A connection that just went away (no close frame either way) may come back and resume.
     client.vanished = client.conn.vanished && client.closeCode === undefined;
     await hub.unregister.send(client); // the Hub finishes the client and tells the others
+  }
+}
+
+/** The cid of a v2 request that will not be read (refused before it was parsed), if it has one. */
+function cidOf(text: string): string | undefined {
+  try {
+    const cid = (JSON.parse(text) as { cid?: unknown }).cid;
+    return typeof cid === 'string' && cid.length > 0 && cid.length <= MAX_CID_LENGTH ? cid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -285,7 +285,8 @@ export class Hub {
         const before = Math.min(request.before ?? Infinity, stream.top + 1);
         const first = Math.max(before - request.limit, stream.oldest);
         const page = stream.range(first, before - 1);
-        return this.fanout.tell(from, encodeHistory(stream.name, stream.epoch, page, first > stream.oldest));
+        const more = first > stream.oldest;
+        return this.fanout.tell(from, encodeHistory(stream.name, stream.epoch, page, more, request.cid));
       }
     }
   }

@@ -111,9 +111,16 @@ export function encodeLeft(room: string): string {
 }
 
 /** A page of a stream's history, oldest first; `more` when older messages are still held. */
-export function encodeHistory(stream: string, epoch: string, messages: readonly string[], more: boolean): string {
+export function encodeHistory(
+  stream: string,
+  epoch: string,
+  messages: readonly string[],
+  more: boolean,
+  cid?: string,
+): string {
+  const tail = cid === undefined ? '' : `,"cid":${str(cid)}`;
   return (
     `{"type":"history","stream":${str(stream)},"epoch":"${epoch}",` +
-    `"messages":[${messages.join(',')}],"more":${more}}`
+    `"messages":[${messages.join(',')}],"more":${more}${tail}}`
   );
 }
