@@ -10,16 +10,14 @@
 import { mkdirSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CdpClient, CdpPage } from './helpers/cdp';
+import { afterEach, beforeAll, expect, it } from 'vitest';
+import { CdpPage } from './helpers/cdp';
 import { startApp, type TestApp } from './helpers/app';
 import type { ChatPeer } from './helpers/chat';
-import { findChromium, launchChromium, type Chromium } from './helpers/chromium';
+import { describeWithChromium } from './helpers/chromium';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy';
 import { all, hello, next, request, type Msg } from './helpers/v2';
 
-const binary = findChromium();
-const inCI = Boolean(process.env.CI);
 const SHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
 
 // ---- what a tab shows, read from its DOM ----
@@ -57,32 +55,14 @@ interface Room {
   unread: string;
 }
 
-if (binary === undefined && inCI) {
-  describe('rooms, history and resume in a real browser', () => {
-    it('has a Chromium to drive', () => {
-      throw new Error('CI needs Chromium for the browser test: apt-get install chromium (or set CHROMIUM_PATH)');
-    });
-  });
-}
-
-describe.skipIf(binary === undefined)('rooms, history and resume in a real browser', () => {
-  let chromium: Chromium | undefined;
-  let cdp: CdpClient | undefined;
+describeWithChromium('rooms, history and resume in a real browser', (browser) => {
   // What each test started, closed after it.
   let apps: TestApp[] = [];
   let proxies: TcpProxy[] = [];
   let pages: CdpPage[] = [];
   let peers: ChatPeer[] = [];
 
-  beforeAll(async () => {
-    mkdirSync(SHOTS, { recursive: true });
-    chromium = await launchChromium(binary!);
-    cdp = await CdpClient.connect(chromium.wsUrl);
-  });
-  afterAll(async () => {
-    await cdp?.close().catch(() => {});
-    await chromium?.close();
-  });
+  beforeAll(() => mkdirSync(SHOTS, { recursive: true }));
   afterEach(async () => {
     await Promise.all(pages.map((p) => p.close().catch(() => {})));
     for (const peer of peers) peer.conn.terminate();
@@ -97,7 +77,7 @@ describe.skipIf(binary === undefined)('rooms, history and resume in a real brows
     return t;
   }
   async function open(port: number): Promise<CdpPage> {
-    const page = await CdpPage.open(cdp!);
+    const page = await CdpPage.open(browser.cdp);
     pages.push(page);
     await page.goto(`http://127.0.0.1:${port}/`);
     return page;

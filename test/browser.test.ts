@@ -11,17 +11,12 @@
 import { mkdirSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterEach, beforeAll, expect, it, onTestFinished } from 'vitest';
 import { startApp, type TestApp } from './helpers/app';
-import { CdpClient, CdpPage, type PageProblem } from './helpers/cdp';
-import { findChromium, launchChromium, type Chromium } from './helpers/chromium';
+import { CdpPage, type PageProblem } from './helpers/cdp';
+import { describeWithChromium } from './helpers/chromium';
 import { frameHeads, Tap } from './helpers/deflate';
 
-const binary = findChromium();
-const inCI = Boolean(process.env.CI);
-if (binary === undefined && !inCI) {
-  console.warn('test/browser.test.ts SKIPPED: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)');
-}
 
 const SHOTS = fileURLToPath(new URL('../test-results/screenshots/', import.meta.url));
 const XSS = '<img src=x onerror="window.__pwned=1"><b>bold</b>';
@@ -48,32 +43,13 @@ interface LogEntry {
   text: string;
 }
 
-if (binary === undefined && inCI) {
-  describe('the chat page in a real browser', () => {
-    it('has a Chromium to drive', () => {
-      throw new Error('CI needs Chromium for the browser test: apt-get install chromium (or set CHROMIUM_PATH)');
-    });
-  });
-}
-
-describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
-  let chromium: Chromium | undefined;
-  let cdp: CdpClient;
+describeWithChromium('the chat page in a real browser', (browser) => {
   /** The tabs the current test opened. */
   let pages: CdpPage[] = [];
   /** Problems a test expects (matched against the text), so the check after it lets them pass. */
   let expected: RegExp[] = [];
 
-  beforeAll(async () => {
-    mkdirSync(SHOTS, { recursive: true });
-    chromium = await launchChromium(binary!);
-    cdp = await CdpClient.connect(chromium.wsUrl);
-  });
-
-  afterAll(async () => {
-    await cdp?.close().catch(() => {});
-    await chromium?.close();
-  });
+  beforeAll(() => mkdirSync(SHOTS, { recursive: true }));
 
   afterEach(async () => {
     const opened = pages;
@@ -93,7 +69,7 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
 
   /** A new tab showing the chat page of `t`. */
   async function open(t: TestApp): Promise<CdpPage> {
-    const page = await CdpPage.open(cdp);
+    const page = await CdpPage.open(browser.cdp);
     pages.push(page);
     await page.goto(`http://127.0.0.1:${t.port}/`);
     return page;
@@ -219,7 +195,7 @@ describe.skipIf(binary === undefined)('the chat page in a real browser', () => {
     const tap = await Tap.start(t.port);
     onTestFinished(() => tap.close());
     const [bob] = await tabs(t, 'bob');
-    const alice = await CdpPage.open(cdp);
+    const alice = await CdpPage.open(browser.cdp);
     pages.push(alice);
     await alice.goto(`http://127.0.0.1:${tap.port}/`);
     await join(alice, 'alice');

@@ -667,6 +667,11 @@ describe('Conversation', () => {
     expect(c.outbox.size).toBe(0);
     const flood = c.receive({ type: 'error', user: 'System', message: 'rate limit exceeded: slow down' });
     expect(flood.throttled).toBe(true);
+    // A rate-limit refusal that names its line keeps the line: it is sent again after a pause.
+    const d = c.say('again');
+    const limited = c.receive({ type: 'error', user: 'System', message: 'rate limit exceeded: slow down', cid: d.cid });
+    expect([limited.throttled, limited.settled, [...c.outbox.keys()]]).toEqual([true, [], [d.cid]]);
+    c.receive({ type: 'ack', cid: d.cid, stream: 'lobby', offset: 2, epoch: 'e1' });
 
     const j = c.request('join', 'rust');
     expect(JSON.parse(j.json)).toEqual({ type: 'join', room: 'rust', cid: j.cid });

@@ -5,60 +5,19 @@
  */
 import { describe, it, expect, vi } from 'vitest';
 import { FrameParser, type FrameHandler, type FrameParserOptions } from '../src/websocket/frame-parser';
+import { expectVerdict as verdict, ParseRecorder, type ParseEvent } from './helpers/parse';
 import { Opcode } from '../src/websocket/opcodes';
 import { closeBody, fragments, frame } from './helpers/wire';
 
-type Event =
-  | readonly ['text', string]
-  | readonly ['binary', string]
-  | readonly ['ping', string]
-  | readonly ['pong', string]
-  | readonly ['close', number, string]
-  | readonly ['error', number];
-
-/** Records every callback, data as hex (delivered buffers may be views into the chunk). */
-class Recorder implements FrameHandler {
-  readonly events: Event[] = [];
-  onMessage(binary: boolean, data: Buffer): void {
-    this.events.push(binary ? ['binary', data.toString('hex')] : ['text', data.toString('hex')]);
-  }
-  onPing(payload: Buffer): void {
-    this.events.push(['ping', payload.toString('hex')]);
-  }
-  onPong(payload: Buffer): void {
-    this.events.push(['pong', payload.toString('hex')]);
-  }
-  onClose(code: number, reason: string): void {
-    this.events.push(['close', code, reason]);
-  }
-  onProtocolError(code: number): void {
-    this.events.push(['error', code]);
-  }
-}
+/** The events as this file compares them: an error by its close code alone. */
+type Event = ParseEvent | readonly ['error', number];
+const codeOnly = (e: ParseEvent): Event => (e[0] === 'error' ? ['error', e[1]] : e);
 
 const SERVER: FrameParserOptions = { maxMessageBytes: 1024, expectMasked: true };
 const CLIENT: FrameParserOptions = { maxMessageBytes: 1024, expectMasked: false };
 
-/** Feeds `stream` cut at `cuts` (ascending offsets), each chunk a fresh copy (push unmasks in place). */
-function run(stream: Buffer, cuts: readonly number[], options: FrameParserOptions = SERVER): Event[] {
-  const recorder = new Recorder();
-  const parser = new FrameParser(options, recorder);
-  let from = 0;
-  for (const to of [...cuts, stream.length]) {
-    parser.push(Buffer.from(stream.subarray(from, to)));
-    from = to;
-  }
-  return recorder.events;
-}
-
-/** Every way of feeding the stream gives `expected`: whole, 2 chunks at every offset, 1-byte chunks. */
 function expectVerdict(stream: Buffer, expected: readonly Event[], options: FrameParserOptions = SERVER): void {
-  expect(run(stream, [], options), 'whole stream').toEqual(expected);
-  for (let cut = 1; cut < stream.length; cut++) {
-    expect(run(stream, [cut], options), `split at ${cut}`).toEqual(expected);
-  }
-  const bytes = Array.from({ length: Math.max(0, stream.length - 1) }, (_, i) => i + 1);
-  expect(run(stream, bytes, options), '1-byte chunks').toEqual(expected);
+  verdict(stream, expected, options, codeOnly);
 }
 
 const hex = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s, 'utf8') : s).toString('hex');
@@ -261,13 +220,13 @@ describe('message size limit (§10.4)', () => {
     const second = cont('b'.repeat(500));
     const secondHeader = second.subarray(0, 8); // 2 + 2 (16-bit length) + 4 (mask)
     expect(second[1]! & 0x7f).toBe(126);
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(limit(1024), recorder);
     parser.push(Buffer.from(first));
     parser.push(Buffer.from(frame(Opcode.Ping, 'between')));
-    expect(recorder.events).toEqual([['ping', hex('between')]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['ping', hex('between')]]);
     parser.push(Buffer.from(secondHeader));
-    expect(recorder.events).toEqual([['ping', hex('between')], ['error', 1009]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['ping', hex('between')], ['error', 1009]]);
     expect(parser.done).toBe(true);
     // The same verdict however the whole stream is split.
     const between = frame(Opcode.Ping, 'between');
@@ -404,16 +363,16 @@ describe('UTF-8 in text messages (§8.1)', () => {
   });
 
   it('invalid UTF-8 in the first fragment fails at that fragment, before the rest is sent', () => {
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(SERVER, recorder);
     parser.push(text(bytes(0x68, 0x69, 0xc0, 0xaf), false));
-    expect(recorder.events).toEqual([['error', 1007]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['error', 1007]]);
     expect(parser.done).toBe(true);
     parser.push(cont('rest'));
-    expect(recorder.events).toEqual([['error', 1007]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['error', 1007]]);
 
     // Also when the first fragment arrives one byte at a time: the bad byte is enough.
-    const slow = new Recorder();
+    const slow = new ParseRecorder();
     const byByte = new FrameParser(SERVER, slow);
     const first = text(bytes(0x68, 0x69, 0xed, 0xa0, 0x80, 0x61), false);
     let failedAt = -1;
@@ -421,16 +380,16 @@ describe('UTF-8 in text messages (§8.1)', () => {
       byByte.push(Buffer.from(first.subarray(i, i + 1)));
       if (failedAt === -1 && slow.events.length > 0) failedAt = i;
     }
-    expect(slow.events).toEqual([['error', 1007]]);
+    expect(slow.events.map(codeOnly)).toEqual([['error', 1007]]);
     expect(failedAt).toBe(6 + 3); // header (6) + 'hi' + 0xED: fails at 0xA0, which cannot follow 0xED
   });
 
   it('an unfragmented text message split across chunks is checked incrementally too', () => {
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(SERVER, recorder);
     const f = text(cat(Buffer.from('valid start '), bytes(0xf4, 0x90, 0x80, 0x80), Buffer.from(' tail')));
     parser.push(Buffer.from(f.subarray(0, 6 + 14))); // header + 'valid start ' + f4 90
-    expect(recorder.events).toEqual([['error', 1007]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['error', 1007]]);
   });
 });
 
@@ -474,13 +433,13 @@ describe('close frames (§5.5.1, §7.4)', () => {
       ),
       [['close', 1000, 'bye']],
     );
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(SERVER, recorder);
     parser.push(frame(Opcode.Close));
     expect(parser.done).toBe(true);
     parser.push(text('later'));
     parser.push(bytes(0xff, 0xff));
-    expect(recorder.events).toEqual([['close', 1005, '']]);
+    expect(recorder.events.map(codeOnly)).toEqual([['close', 1005, '']]);
   });
 });
 
@@ -492,22 +451,22 @@ describe('after a protocol error', () => {
       ['text', hex('first')],
       ['error', 1002],
     ]);
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(SERVER, recorder);
     parser.push(cont('no message'));
     parser.push(cont('still none'));
     parser.push(frame(0x3, 'reserved'));
     parser.push(frame(Opcode.Close, closeBody(1000)));
-    expect(recorder.events).toEqual([['error', 1002]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['error', 1002]]);
   });
 
   it('stop() makes the parser ignore everything', () => {
-    const recorder = new Recorder();
+    const recorder = new ParseRecorder();
     const parser = new FrameParser(SERVER, recorder);
     parser.push(text('one'));
     parser.stop();
     parser.push(text('two'));
-    expect(recorder.events).toEqual([['text', hex('one')]]);
+    expect(recorder.events.map(codeOnly)).toEqual([['text', hex('one')]]);
     expect(parser.done).toBe(true);
   });
 });

@@ -27,7 +27,7 @@ import {
   type FuzzCase,
   type ParseEvent,
 } from './helpers/fuzz';
-import { installProbe, probe, removeProbe } from './helpers/alloc-probe';
+import { installProbe, probe, probedPush, removeProbe } from './helpers/alloc-probe';
 import { mulberry32 } from './helpers/rng';
 
 /** `npm test`: these run seeds every time (repeatable), plus one random run seed (exploration). */
@@ -110,17 +110,7 @@ function parse(stream: Buffer, limit: number, cuts: readonly number[] | null): R
     const chunk = bytes.subarray(from, to);
     from = to;
     pushed += chunk.length;
-    probe.bound = Math.min(limit, Math.max(MIN_MESSAGE_BUFFER, 2 * pushed));
-    probe.violation = undefined;
-    probe.active = true;
-    try {
-      parser.push(chunk);
-    } catch (error) {
-      problem ??= `push() threw: ${(error as Error).stack ?? String(error)}`;
-    } finally {
-      probe.active = false;
-    }
-    problem ??= probe.violation;
+    problem ??= probedPush(() => parser.push(chunk), Math.min(limit, Math.max(MIN_MESSAGE_BUFFER, 2 * pushed)));
     const kept = internals.messageBuffer;
     if (kept !== null && kept.length > Math.min(limit, Math.max(MIN_MESSAGE_BUFFER, 2 * internals.messageLength))) {
       const received = internals.messageLength;

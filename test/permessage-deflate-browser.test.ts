@@ -4,39 +4,29 @@
  * server's chat frames, and Chromium's own compressed frames, inflated by the server (the page shows
  * the message). Skipped without a Chromium binary, except in CI (as test/browser.test.ts).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../src/config';
 import { createApp, type App } from '../src/http/app';
-import { CdpClient, CdpPage } from './helpers/cdp';
-import { findChromium, launchChromium, type Chromium } from './helpers/chromium';
+import { CdpPage } from './helpers/cdp';
+import { describeWithChromium } from './helpers/chromium';
 import { frameHeads, Tap } from './helpers/deflate';
 
-const binary = findChromium();
-const inCI = Boolean(process.env.CI);
-
-describe.skipIf(binary === undefined && !inCI)('permessage-deflate with headless Chromium', () => {
-  let chromium: Chromium | undefined;
-  let cdp: CdpClient | undefined;
+describeWithChromium('permessage-deflate with headless Chromium', (browser) => {
   let app: App | undefined;
   let tap: Awaited<ReturnType<typeof Tap.start>> | undefined;
 
   beforeAll(async () => {
-    if (binary === undefined) throw new Error('CI needs Chromium: apt-get install chromium (or set CHROMIUM_PATH)');
     app = createApp(loadConfig({ PORT: '0', HOST: '127.0.0.1' }));
     tap = await Tap.start((await app.listen()).port);
-    chromium = await launchChromium(binary);
-    cdp = await CdpClient.connect(chromium.wsUrl);
   });
 
   afterAll(async () => {
-    await cdp?.close().catch(() => {});
-    await chromium?.close();
     await tap?.close();
     await app?.shutdown();
   });
 
   it('negotiates it with the page, and frames are compressed on the wire both ways', async () => {
-    const page = await CdpPage.open(cdp!);
+    const page = await CdpPage.open(browser.cdp);
     await page.goto(`http://127.0.0.1:${tap!.port}/`);
     await page.type('#name', 'alice');
     await page.waitFor(`document.body.dataset.state === 'joined'`, 'alice joined');

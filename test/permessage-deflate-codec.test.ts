@@ -10,70 +10,31 @@ import { deflatePayload, MAX_DEFLATE_BYTES, MIN_DEFLATE_BYTES } from '../src/web
 import {
   FrameParser,
   maxCompressedBytes,
-  type FrameHandler,
   type FrameParserOptions,
 } from '../src/websocket/frame-parser';
 import { encodeMessageFrame, PreparedFrame } from '../src/websocket/frame-writer';
 import { inflateStats } from '../src/websocket/inflater';
 import { Opcode } from '../src/websocket/opcodes';
 import { caseSeed } from './helpers/fuzz';
+import { expectVerdict as verdict, parse, ParseRecorder, type ParseEvent } from './helpers/parse';
 import { mulberry32 } from './helpers/rng';
 import { compressedFragments, compressedFrame, deflate, inflate, RSV1 } from './helpers/deflate';
 import { closeBody, frame } from './helpers/wire';
 
-type Event =
-  | readonly ['text' | 'binary', string]
-  | readonly ['ping' | 'pong', string]
-  | readonly ['close', number]
-  | readonly ['error', number, string];
-
-class Recorder implements FrameHandler {
-  readonly events: Event[] = [];
-  onMessage(binary: boolean, data: Buffer): void {
-    this.events.push([binary ? 'binary' : 'text', data.toString('hex')]);
-  }
-  onPing(payload: Buffer): void {
-    this.events.push(['ping', payload.toString('hex')]);
-  }
-  onPong(payload: Buffer): void {
-    this.events.push(['pong', payload.toString('hex')]);
-  }
-  onClose(code: number): void {
-    this.events.push(['close', code]);
-  }
-  onProtocolError(code: number, reason: string): void {
-    this.events.push(['error', code, reason]);
-  }
-}
+/** The events as this file compares them: a close by its code alone. */
+type Event = ParseEvent | readonly ['close', number];
+const codeOnly = (e: ParseEvent): Event => (e[0] === 'close' ? ['close', e[1]] : e);
 
 const DEFLATE: FrameParserOptions = { maxMessageBytes: 4096, expectMasked: true, deflate: { inflateTakeover: false } };
 const PLAIN: FrameParserOptions = { maxMessageBytes: 4096, expectMasked: true };
 
 function run(stream: Buffer, cuts: readonly number[], options: FrameParserOptions = DEFLATE): Event[] {
-  const recorder = new Recorder();
-  const parser = new FrameParser(options, recorder);
-  let from = 0;
-  for (const to of [...cuts, stream.length]) {
-    parser.push(Buffer.from(stream.subarray(from, to)));
-    from = to;
-  }
-  parser.stop();
-  return recorder.events;
+  return parse(stream, cuts, options).map(codeOnly);
 }
 
 /** Whole, cut in two at every offset, and in 1-byte chunks: always `expected`. */
 function expectVerdict(stream: Buffer, expected: readonly Event[], options: FrameParserOptions = DEFLATE): void {
-  expect(run(stream, [], options), 'whole').toEqual(expected);
-  for (let cut = 1; cut < stream.length; cut++)
-    expect(run(stream, [cut], options), `split at ${cut}`).toEqual(expected);
-  expect(
-    run(
-      stream,
-      Array.from({ length: Math.max(0, stream.length - 1) }, (_, i) => i + 1),
-      options,
-    ),
-    '1-byte chunks',
-  ).toEqual(expected);
+  verdict(stream, expected, options, codeOnly);
 }
 
 const hex = (s: string | Buffer): string => (typeof s === 'string' ? Buffer.from(s) : s).toString('hex');
@@ -219,7 +180,7 @@ describe('hold() and resume(): the reader sets the pace', () => {
     const texts = ['one '.repeat(20), 'two '.repeat(20), 'three '.repeat(20)];
     const stream = cat(...texts.map((t) => compressedFrame(Opcode.Text, t)), frame(Opcode.Ping, 'p'));
     for (let cut = 0; cut < stream.length; cut++) {
-      const recorder = new Recorder();
+      const recorder = new ParseRecorder();
       const parser = new FrameParser(DEFLATE, {
         onMessage: (binary, data) => {
           recorder.onMessage(binary, data);
@@ -227,7 +188,7 @@ describe('hold() and resume(): the reader sets the pace', () => {
         },
         onPing: (p) => recorder.onPing(p),
         onPong: (p) => recorder.onPong(p),
-        onClose: (c) => recorder.onClose(c),
+        onClose: (c, r) => recorder.onClose(c, r),
         onProtocolError: (c, r) => recorder.onProtocolError(c, r),
       });
       if (cut > 0) parser.push(Buffer.from(stream.subarray(0, cut)));
@@ -237,7 +198,7 @@ describe('hold() and resume(): the reader sets the pace', () => {
         parser.resume();
         expect(recorder.events.length, `cut at ${cut}`).toBe(i + 1);
       }
-      expect(recorder.events).toEqual([...texts.map((t) => ['text', hex(t)]), ['ping', hex('p')]]);
+      expect(recorder.events.map(codeOnly)).toEqual([...texts.map((t) => ['text', hex(t)]), ['ping', hex('p')]]);
     }
   });
 });

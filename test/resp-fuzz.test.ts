@@ -21,7 +21,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RespParser } from '../src/redis/resp-parser';
 import type { RespValue } from '../src/redis/values';
 import { caseSeed, chunkings } from './helpers/fuzz';
-import { installProbe, probe, removeProbe } from './helpers/alloc-probe';
+import { installProbe, probe, probedPush, removeProbe } from './helpers/alloc-probe';
 import { mulberry32 } from './helpers/rng';
 import { diffEvents, generateRespCase, type RespEvent, type RespFuzzCase } from './helpers/resp-fuzz';
 
@@ -84,17 +84,7 @@ function parse(c: RespFuzzCase, cuts: readonly number[] | null): Run {
     const chunk = c.bytes.subarray(from, to);
     from = to;
     pushed += chunk.length;
-    probe.bound = Math.max(1024, 2 * pushed);
-    probe.violation = undefined;
-    probe.active = true;
-    try {
-      parser.push(chunk);
-    } catch (error) {
-      problem ??= `push() threw: ${(error as Error).stack ?? String(error)}`;
-    } finally {
-      probe.active = false;
-    }
-    problem ??= probe.violation;
+    problem ??= probedPush(() => parser.push(chunk), Math.max(1024, 2 * pushed));
   }
   if (problem === undefined && ended !== parser.done) problem = 'parser.done disagrees with the error it reported';
   return { events, problem };

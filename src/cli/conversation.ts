@@ -38,7 +38,7 @@ export interface Received {
   readonly shown: Shown[];
   /** cids whose request got its answer (an ack, joined, left, or an error). */
   readonly settled: string[];
-  /** The server refused a message for the rate limit (such refusals carry no cid). */
+  /** The server refused a request for the rate limit: slow down, then send what is unacked again. */
   readonly throttled: boolean;
 }
 
@@ -124,17 +124,20 @@ export class Conversation {
         const time = typeof m.time === 'string' ? m.time : undefined;
         const said = cid === undefined ? undefined : this.outbox.get(cid);
         const asked = cid === undefined ? undefined : this.requests.get(cid);
-        if (said !== undefined) {
+        if (/^rate limit/.test(text)) {
+          // Not a refusal of the line itself: the server asks us to slow down; it is sent again later.
+          throttled = true;
+          shown.push({ kind: 'error', text, time });
+        } else if (said !== undefined) {
           this.outbox.delete(cid!);
           shown.push({ kind: 'error', text: `${text} (not sent: ${JSON.stringify(said.text)})`, time });
         } else if (asked !== undefined) {
           this.requests.delete(cid!);
           shown.push({ kind: 'error', text: `${text} (/${asked.type} #${asked.room})`, time });
         } else {
-          throttled = /^rate limit/.test(text);
           shown.push({ kind: 'error', text, time });
         }
-        if (said !== undefined || asked !== undefined) settled.push(cid!);
+        if (!throttled && (said !== undefined || asked !== undefined)) settled.push(cid!);
         break;
       }
       case 'chat':

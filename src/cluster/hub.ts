@@ -322,15 +322,8 @@ export class ClusterHub {
       client.finish(CloseCode.Normal, '');
       return;
     }
-    if (client.vanished && session.v2 && this.options.resumeGraceMs > 0) {
-      // It may come back, here or on another node: Redis keeps the session claimed by this node.
-      session.client = null;
-      client.finish(CloseCode.Normal, '');
-      session.grace = setTimeout(() => void this.expired.send(session), this.options.resumeGraceMs);
-      session.grace.unref();
-      return;
-    }
-    this.end(session);
+    // It may come back, here or on another node: Redis keeps the session claimed by this node.
+    if (!session.awaitReturn(client, this.options.resumeGraceMs, this.expired)) this.end(session);
   }
 
   /** The session ends for good: forgotten here, then ended in Redis (leave notices, name free, inbox gone). */

@@ -48,3 +48,21 @@ export function removeProbe(): void {
   Buffer.allocUnsafeSlow = originals.allocUnsafeSlow;
   probe.active = false;
 }
+
+/**
+ * Calls `push` with the probe on and every allocation bounded by `bound`; the first problem (a throw, or
+ * an allocation above the bound), or undefined.
+ */
+export function probedPush(push: () => void, bound: number): string | undefined {
+  probe.bound = bound;
+  probe.violation = undefined;
+  probe.active = true;
+  try {
+    push();
+  } catch (error) {
+    return `push() threw: ${(error as Error).stack ?? String(error)}`;
+  } finally {
+    probe.active = false;
+  }
+  return probe.violation;
+}

@@ -6,6 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { CdpClient } from './cdp';
 
 const CANDIDATES = ['chromium', 'chromium-browser', 'google-chrome-stable', 'google-chrome'];
 
@@ -117,4 +119,48 @@ function signal(child: ChildProcess, name: NodeJS.Signals): void {
   } catch {
     // already gone
   }
+}
+
+/** A block's browser: valid inside its tests (launched in beforeAll, closed in afterAll). */
+export interface Browser {
+  readonly cdp: CdpClient;
+}
+
+/**
+ * A describe block that drives Chromium: it gets one browser for all its tests. Without a Chromium
+ * binary the block is skipped locally, with a warning, and fails in CI (where .ci/run installs it).
+ */
+export function describeWithChromium(title: string, body: (browser: Browser) => void): void {
+  const binary = findChromium();
+  if (binary === undefined) {
+    if (process.env.CI) {
+      describe(title, () => {
+        it('has a Chromium to drive', () => {
+          throw new Error('CI needs Chromium for the browser tests: apt-get install chromium (or set CHROMIUM_PATH)');
+        });
+      });
+    } else {
+      console.warn(`${title}: SKIPPED, no Chromium found (apt-get install chromium, or set CHROMIUM_PATH)`);
+    }
+    return;
+  }
+  let chromium: Chromium | undefined;
+  let cdp: CdpClient | undefined;
+  const browser: Browser = {
+    get cdp(): CdpClient {
+      if (cdp === undefined) throw new Error('the browser is not started yet (use it inside a test)');
+      return cdp;
+    },
+  };
+  describe(title, () => {
+    beforeAll(async () => {
+      chromium = await launchChromium(binary);
+      cdp = await CdpClient.connect(chromium.wsUrl);
+    });
+    afterAll(async () => {
+      await cdp?.close().catch(() => {});
+      await chromium?.close();
+    });
+    body(browser);
+  });
 }

@@ -199,15 +199,8 @@ export class Hub {
       client.finish(CloseCode.Normal, ''); // refused, or replaced by a newer connection
       return;
     }
-    if (client.vanished && session.v2 && this.options.resumeGraceMs > 0) {
-      // It may come back with its token: keep its name, rooms and inbox for a while, tell nobody yet.
-      session.client = null;
-      client.finish(CloseCode.Normal, '');
-      session.grace = setTimeout(() => void this.expired.send(session), this.options.resumeGraceMs);
-      session.grace.unref();
-      return;
-    }
-    this.end(session);
+    // It may come back with its token: keep its name, rooms and inbox for a while, tell nobody yet.
+    if (!session.awaitReturn(client, this.options.resumeGraceMs, this.expired)) this.end(session);
   }
 
   /** The session ends for good: its rooms hear it leave, its name is free, its inbox is gone. */

@@ -4,6 +4,8 @@
  * its session for the grace period, and its token brings it back with nothing lost.
  */
 import { randomBytes } from 'node:crypto';
+import type { Channel } from '../../channel';
+import { CloseCode } from '../../websocket';
 import type { Client } from './client';
 import { Stream } from './history';
 import type { Members, Room } from './rooms';
@@ -42,5 +44,19 @@ export class Session {
     this.connectedAt = known?.connectedAt ?? new Date();
     this.inbox = new Stream(`@${key}`, historySize);
     this.inboxMembers.set(this, 0);
+  }
+
+  /**
+   * Its client's connection vanished (no close frame either way): a v2 client may come back with its
+   * token, so the session waits `graceMs` without it, then goes on `expired`. False when it does not wait
+   * (a clean close, the lesson's clients, no grace period): the session ends now.
+   */
+  awaitReturn(client: Client, graceMs: number, expired: Channel<Session>): boolean {
+    if (!client.vanished || !this.v2 || graceMs <= 0) return false;
+    this.client = null;
+    client.finish(CloseCode.Normal, '');
+    this.grace = setTimeout(() => void expired.send(this), graceMs);
+    this.grace.unref();
+    return true;
   }
 }
