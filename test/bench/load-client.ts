@@ -60,6 +60,8 @@ export interface ClientOptions {
   readonly name: string;
   readonly totals: Totals;
   readonly dialect: Dialect;
+  /** Offer permessage-deflate, and inflate what the server compressed. */
+  readonly compression?: boolean;
   /** This client's index among the senders, or -1. */
   readonly senderIndex?: number;
   /** Number of senders, to size the per-sender ordering check. */
@@ -102,19 +104,22 @@ export class BenchClient implements FrameHandler {
 
   /** Opens the connection (the product's handshake) and sends the name, the chat's first message. */
   async open(): Promise<void> {
-    const { socket, rest } = await openRawWebSocket({
+    const { socket, rest, deflate } = await openRawWebSocket({
       port: this.options.port,
       timeoutMs: HANDSHAKE_TIMEOUT_MS,
+      compression: this.options.compression === true,
       onData: (chunk) => {
         chunkTimeUs = nowUs();
         this.bytes += chunk.length;
+        this.totals.received(chunk.length);
         this.parser!.push(chunk);
       },
     }).catch((error: Error) => {
       throw new Error(`${this.name}: ${error.message}`);
     });
     this.socket = socket;
-    this.parser = new FrameParser({ maxMessageBytes: 16 * 1024 * 1024, expectMasked: false }, this);
+    const inflate = deflate === undefined ? {} : { deflate: { inflateTakeover: deflate.inflateTakeover } };
+    this.parser = new FrameParser({ maxMessageBytes: 16 * 1024 * 1024, expectMasked: false, ...inflate }, this);
     socket.on('error', () => {});
     socket.on('close', () => {
       this.ended = true;

@@ -21,6 +21,8 @@ export const ERRORS = 3;
 export const REORDERED = 4;
 /** Connections whose TCP connection is gone. */
 export const ENDED = 5;
+/** KiB received on the wire after the handshakes (frames as sent: compressed, when they were). */
+export const WIRE_KIB = 6;
 /** Control word: the number of the measurement in progress, 0 when latency is not recorded. */
 const RECORDING = 0;
 
@@ -58,6 +60,16 @@ export class Totals {
 
   count(slot: number): void {
     Atomics.add(this.counts, slot, 1);
+  }
+
+  private wireBytes = 0;
+
+  /** Bytes received, counted in whole KiB (an Int32 of bytes would wrap within a saturating run). */
+  received(bytes: number): void {
+    this.wireBytes += bytes;
+    if (this.wireBytes < 1024) return;
+    Atomics.add(this.counts, WIRE_KIB, this.wireBytes >>> 10);
+    this.wireBytes &= 1023;
   }
 
   /** Records one delivery's latency if a measurement is in progress (the first sample of a new one resets). */

@@ -20,7 +20,7 @@ import type { Dialect } from './dialect';
 import { Histogram, type HistogramData } from './histogram';
 import { BenchClient, openClients, type SenderHooks } from './load-client';
 import { CHATS, ENDED, ERRORS, JOINS, LEAVES, REORDERED } from './load-counters';
-import { readCounter, setRecording, sharedCounters, Totals } from './load-counters';
+import { readCounter, setRecording, sharedCounters, Totals, WIRE_KIB } from './load-counters';
 
 /** What a worker is started with (workerData). */
 export interface WorkerInit {
@@ -30,6 +30,8 @@ export interface WorkerInit {
   /** Number of senders, to size each client's ordering check. */
   readonly senders: number;
   readonly dialect: Dialect;
+  /** The clients offer permessage-deflate. */
+  readonly compression: boolean;
 }
 
 type RequestBody =
@@ -116,6 +118,8 @@ export interface LoadOptions {
   readonly senders: number;
   /** What the server's messages look like. */
   readonly dialect: Dialect;
+  /** The clients offer permessage-deflate (RFC 7692) and inflate what they get. */
+  readonly compression?: boolean;
   readonly hooks?: SenderHooks;
   /** Note who left (Totals.leftNames): done by this thread's clients only (the senders see every leave). */
   readonly watchLeaves?: boolean;
@@ -151,7 +155,8 @@ export class LoadClients {
     this.totals.watchLeaves = options.watchLeaves ?? false;
     this.perThread = new Array<number>(options.threads).fill(0);
     for (let t = 1; t < options.threads; t++) {
-      this.workers.push(new LoadWorker(t, { shared, thread: t, senders: options.senders, dialect: options.dialect }));
+      const init = { shared, thread: t, senders: options.senders, dialect: options.dialect };
+      this.workers.push(new LoadWorker(t, { ...init, compression: options.compression === true }));
     }
   }
 
@@ -191,7 +196,7 @@ export class LoadClients {
 
   private openHere(request: OpenRequest, names: readonly string[], concurrency: number): Promise<void> {
     const base = this.count;
-    const { senders, hooks, dialect } = this.options;
+    const { senders, hooks, dialect, compression } = this.options;
     return openClients(
       names.length,
       (k) =>
@@ -201,6 +206,7 @@ export class LoadClients {
           totals: this.totals,
           senders,
           dialect,
+          compression: compression === true,
           ...(base + k < senders && request.here !== true ? { senderIndex: base + k } : {}),
           ...(hooks ? { hooks } : {}),
         }),
@@ -223,6 +229,10 @@ export class LoadClients {
   /** Chat messages received, over all threads. */
   get chats(): number {
     return this.sum(CHATS);
+  }
+  /** KiB received on the wire, over all threads. */
+  get wireKiB(): number {
+    return this.sum(WIRE_KIB);
   }
   get joins(): number {
     return this.sum(JOINS);

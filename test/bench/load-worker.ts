@@ -11,7 +11,7 @@ import type { Reply, Request, WorkerInit } from './load-threads';
 if (parentPort === null) throw new Error('load-worker.js runs as a worker thread of the bench');
 const port = parentPort;
 const init = workerData as WorkerInit;
-const { senders, dialect } = init;
+const { senders, dialect, compression } = init;
 const totals = new Totals(init.shared, init.thread);
 const clients: BenchClient[] = [];
 
@@ -21,7 +21,7 @@ async function handle(request: Request): Promise<Reply> {
       const { names } = request;
       await openClients(
         names.length,
-        (k) => new BenchClient({ port: request.port, name: names[k]!, totals, senders, dialect }),
+        (k) => new BenchClient({ port: request.port, name: names[k]!, totals, senders, dialect, compression }),
         clients,
         request.concurrency,
       );

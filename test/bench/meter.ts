@@ -15,10 +15,15 @@ export interface Snapshot {
   readonly machineBusyUs: number;
   readonly softirqUs: number;
   readonly chats: number;
+  /** KiB the load client received on the wire so far. */
+  readonly wireKiB: number;
 }
 
 /** `clients.chats`: deliveries so far (LoadClients sums them over its threads). */
-export function snapshot(server: ServerProcess, clients: { readonly chats: number }): Snapshot {
+export function snapshot(
+  server: ServerProcess,
+  clients: { readonly chats: number; readonly wireKiB?: number },
+): Snapshot {
   // getrusage(RUSAGE_SELF): every thread of this process, so the load client's worker threads too.
   const cpu = process.cpuUsage();
   const machine = machineCpuUs();
@@ -29,6 +34,7 @@ export function snapshot(server: ServerProcess, clients: { readonly chats: numbe
     machineBusyUs: machine.busy,
     softirqUs: machine.softirq,
     chats: clients.chats,
+    wireKiB: clients.wireKiB ?? 0,
   };
 }
 
@@ -48,6 +54,8 @@ export interface Window {
   readonly otherCpuPct: number;
   /** Machine-wide softirq time (mostly the loopback network stack under this load), % of one core. */
   readonly softirqPct: number;
+  /** Bytes on the wire per delivery, WebSocket framing included (compressed, when it was). */
+  readonly wireBytesPerDelivery: number;
 }
 
 export function window(a: Snapshot, b: Snapshot): Window {
@@ -65,6 +73,7 @@ export function window(a: Snapshot, b: Snapshot): Window {
     clientCpuPct: (100 * client) / wall,
     otherCpuPct: Math.max(0, (100 * (busy - server - client)) / wall),
     softirqPct: (100 * (b.softirqUs - a.softirqUs)) / wall,
+    wireBytesPerDelivery: deliveries > 0 ? ((b.wireKiB - a.wireKiB) * 1024) / deliveries : NaN,
   };
 }
 

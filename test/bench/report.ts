@@ -33,6 +33,7 @@ const FLOW_COLUMNS: readonly (readonly [string, string])[] = [
   ['srv CPU%', 'serverCpuPct'],
   ['load CPU%', 'clientCpuPct'],
   ['other CPU%', 'otherCpuPct'],
+  ['wire B/deliv', 'wireBytesPerDelivery'],
   ['scripts/msg', 'redisScriptsPerMessage'],
   ['redis cmd/msg', 'redisCommandsPerMessage'],
   ['redis µs/msg', 'redisUsPerMessage'],

@@ -17,6 +17,8 @@
  *   saturate 1, slow 2) --profile[=/tmp/prof] --profile-scenario=saturate|fixed|idle|slow --top=25
  *   --open-files=20000 --server-args="--max-semi-space-size=1" (node options for Node.js servers)
  *   --history-rooms=95 --history-size=1000 (history: rooms filled, HISTORY_SIZE)
+ *   --compression (the load client offers permessage-deflate, as browsers do: compare
+ *   wschat+COMPRESSION=off,wschat,ws-node-deflate in one run; "wire B/deliv" shows the bytes)
  *
  * Each scenario runs on every target in turn, so that whatever else loads the machine at that time
  * weighs on all of them alike. Ratios in the side-by-side table are against the first target.
@@ -59,7 +61,7 @@ const FLAGS: Readonly<Record<string, FlagKind>> = {
   padding: 'number', idle: 'number', batch: 'number', 'slow-clients': 'number', 'slow-rate': 'number',
   'slow-padding': 'number', 'slow-max-seconds': 'number', 'micro-ms': 'number', 'open-files': 'number',
   top: 'number', workers: 'number', 'server-args': 'string', profile: 'optional', 'profile-scenario': 'string',
-  'history-rooms': 'number', 'history-size': 'number',
+  'history-rooms': 'number', 'history-size': 'number', compression: 'switch',
 };
 
 interface Plan {
@@ -115,6 +117,7 @@ function plan(flags: Flags): Plan {
     workers: flags.has('workers') ? count('workers', 1) : undefined,
     // Created by the first server that logs there; removed at the end unless something failed.
     logDir: join(tmpdir(), `wschat-bench-logs-${process.pid}`),
+    compression: flags.switch('compression') ?? false,
   };
   if (args.workers !== undefined && args.workers > MAX_WORKERS) {
     throw new FlagError(`--workers: at most ${MAX_WORKERS}`);

@@ -51,6 +51,8 @@ export interface BenchArgs {
   readonly workers: number | undefined;
   /** Where the servers' logs go. */
   readonly logDir: string;
+  /** The load client offers permessage-deflate (RFC 7692), as browsers do, and inflates. */
+  readonly compression: boolean;
 }
 
 /**
@@ -126,7 +128,7 @@ export async function withServer<T>(
   });
   let clients: LoadClients | undefined;
   try {
-    clients = new LoadClients({ ...run.load, dialect: target.dialect });
+    clients = new LoadClients({ ...run.load, dialect: target.dialect, compression: args.compression });
     return await body(server, clients);
   } finally {
     // Server first: clients closing one by one would make it send N² leave notices.
@@ -262,6 +264,7 @@ export class Measurement {
       clientCpuPct: round(w.clientCpuPct),
       otherCpuPct: round(w.otherCpuPct),
       softirqPct: round(w.softirqPct),
+      wireBytesPerDelivery: round(w.wireBytesPerDelivery),
       latencySamples: h.count,
       p50Ms: ms(h.quantile(0.5)),
       p90Ms: ms(h.quantile(0.9)),
