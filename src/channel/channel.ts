@@ -17,6 +17,9 @@
  *   for v := range ch { ... }            for await (const v of ch) { ... }
  *   select { case ...: }                 select() / trySelect() in ./select.ts
  *
+ * The chat uses a part of this (send, trySend, receiveMany, tryReceiveMany, select); the rest is Go's
+ * whole channel API, kept for readers of the lesson and tested in test/channel.test.ts.
+ *
  * Go panics become exceptions: sending on a closed channel throws (trySend) or rejects
  * (send) with ChannelClosedError, and so does closing a channel twice.
  *
