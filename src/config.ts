@@ -69,6 +69,10 @@ export interface Config {
   readonly nodeId: string;
   /** A node that has not renewed its lease for this long is dead: another node ends its sessions. */
   readonly nodeTtlMs: number;
+  /** The metrics listener's port (0 picks a free one); null: no metrics listener. */
+  readonly metricsPort: number | null;
+  /** The metrics listener's address: loopback unless the operator says otherwise. */
+  readonly metricsHost: string;
 }
 
 export class ConfigError extends Error {
@@ -109,6 +113,8 @@ export const DEFAULTS: Config = Object.freeze({
   workers: 0,
   nodeId: '',
   nodeTtlMs: 15_000,
+  metricsPort: null,
+  metricsHost: '127.0.0.1',
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -192,6 +198,16 @@ function logFormat(env: Env, name: string): LogFormat {
   return format;
 }
 
+/** An IP address (v4 or v6) or a host name; "localhost:8080" is a classic slip (the port goes in `portName`). */
+function hostName(env: Env, name: string, portName: string, fallback: string): string {
+  const host = (env[name] ?? fallback).trim();
+  if (host !== '' && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) {
+    const why = `expected a host name or IP address (the port goes in ${portName}), got ${JSON.stringify(env[name])}`;
+    throw new ConfigError(name, why);
+  }
+  return host;
+}
+
 /** Reads the environment. Throws ConfigError naming the first bad variable. */
 export function loadConfig(env: Env = process.env): Config {
   const pingIntervalMs = integer(env, 'PING_INTERVAL_MS', DEFAULTS.pingIntervalMs, 10, 86_400_000);
@@ -204,11 +220,13 @@ export function loadConfig(env: Env = process.env): Config {
     const why = `must be less than PONG_TIMEOUT_MS (${pongTimeoutMs}), got ${pingIntervalMs}`;
     throw new ConfigError('PING_INTERVAL_MS', why);
   }
-  const host = (env.HOST ?? DEFAULTS.host).trim();
-  // An IP address (v4 or v6) or a host name; "localhost:8080" is a classic slip (the port is PORT).
-  if (host !== '' && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host)) {
-    const why = `expected a host name or IP address (the port goes in PORT), got ${JSON.stringify(env.HOST)}`;
-    throw new ConfigError('HOST', why);
+  const host = hostName(env, 'HOST', 'PORT', DEFAULTS.host);
+  const port = integer(env, 'PORT', DEFAULTS.port, 0, 65_535);
+  // Unset: no metrics listener. 0 picks a free port, as PORT does (tests use it).
+  const metricsPort = (env.METRICS_PORT ?? '').trim() === '' ? null : integer(env, 'METRICS_PORT', 0, 0, 65_535);
+  const metricsHost = hostName(env, 'METRICS_HOST', 'METRICS_PORT', DEFAULTS.metricsHost) || DEFAULTS.metricsHost;
+  if (metricsPort !== null && metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError('METRICS_PORT', `must differ from PORT (${port}): the metrics have a listener of their own`);
   }
   const historySize = integer(env, 'HISTORY_SIZE', DEFAULTS.historySize, 1, 1_000_000);
   // More than the history holds cannot be sent; a history page is at most 100 messages.
@@ -235,7 +253,7 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('NODE_ID', why);
   }
   return Object.freeze({
-    port: integer(env, 'PORT', DEFAULTS.port, 0, 65_535),
+    port,
     host,
     // 125 bytes is the smallest sensible limit (a control frame's size); 1 GiB the largest we buffer.
     maxMessageBytes: integer(env, 'MAX_MESSAGE_BYTES', DEFAULTS.maxMessageBytes, 125, 1024 * 1024 * 1024),
@@ -265,5 +283,7 @@ export function loadConfig(env: Env = process.env): Config {
     workers,
     nodeId,
     nodeTtlMs: integer(env, 'NODE_TTL_MS', DEFAULTS.nodeTtlMs, 200, 3_600_000),
+    metricsPort,
+    metricsHost,
   });
 }

@@ -43,6 +43,11 @@ async function main(): Promise<void> {
     const tls = config.tlsCertFile !== '';
     const url = `${tls ? 'https' : 'http'}://${host}:${address.port}`;
     log('listening', { url, chat: `${tls ? 'wss' : 'ws'}://${host}:${address.port}/ws` });
+    const m = app.metricsAddress;
+    if (m !== undefined) {
+      const where = m.family === 'IPv6' ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`;
+      log('metrics', { url: `http://${where}/metrics` });
+    }
   } catch (error) {
     const where = `${config.host || '*'}:${config.port}`;
     process.stderr.write(`wschat: cannot listen on ${where}: ${(error as Error).message}\n`);

@@ -53,6 +53,8 @@ describe('loadConfig: defaults', () => {
       workers: 0,
       nodeId: '',
       nodeTtlMs: 15_000,
+      metricsPort: null,
+      metricsHost: '127.0.0.1',
     } satisfies Config);
   });
 
@@ -64,6 +66,7 @@ describe('loadConfig: defaults', () => {
     names.push('HISTORY_SIZE', 'HISTORY_ON_JOIN', 'MAX_ROOMS', 'MAX_ROOMS_PER_CLIENT', 'RESUME_GRACE_MS');
     names.push('TLS_CERT_FILE', 'TLS_KEY_FILE', 'TRUST_PROXY', 'MAX_CONNECTIONS_PER_IP', 'HANDSHAKE_RATE_PER_IP');
     names.push('LOG_FORMAT', 'COMPRESSION', 'REDIS_URL', 'WORKERS', 'NODE_ID', 'NODE_TTL_MS');
+    names.push('METRICS_PORT', 'METRICS_HOST');
     for (const name of names) {
       env[name] = name.length % 2 === 0 ? '' : '   ';
     }
@@ -92,6 +95,10 @@ describe('loadConfig: every variable parses', () => {
     ['HOST', '127.0.0.1', 'host', '127.0.0.1'],
     ['HOST', '::1', 'host', '::1'],
     ['HOST', ' localhost ', 'host', 'localhost'],
+    ['METRICS_PORT', '9464', 'metricsPort', 9464],
+    ['METRICS_PORT', '0', 'metricsPort', 0],
+    ['METRICS_HOST', '0.0.0.0', 'metricsHost', '0.0.0.0'],
+    ['METRICS_HOST', '::1', 'metricsHost', '::1'],
     ['MAX_MESSAGE_BYTES', '125', 'maxMessageBytes', 125],
     ['MAX_MESSAGE_BYTES', '1048576', 'maxMessageBytes', 1048576],
     ['SEND_QUEUE', '1', 'sendQueue', 1],
@@ -160,7 +167,7 @@ describe('loadConfig: every variable parses', () => {
         MAX_ROOMS_PER_CLIENT: '2', RESUME_GRACE_MS: '100', TLS_CERT_FILE: '/etc/wschat/cert.pem',
         TLS_KEY_FILE: '/etc/wschat/key.pem', TRUST_PROXY: '127.0.0.1, 10.0.0.0/8, ::1', MAX_CONNECTIONS_PER_IP: '4',
         HANDSHAKE_RATE_PER_IP: '2', LOG_FORMAT: 'json', COMPRESSION: 'off', REDIS_URL: 'redis://r:6379', WORKERS: '2',
-        NODE_ID: 'n1', NODE_TTL_MS: '3000',
+        NODE_ID: 'n1', NODE_TTL_MS: '3000', METRICS_PORT: '9464', METRICS_HOST: '10.0.0.5',
       }),
     ).toEqual({
       port: 1234, host: '0.0.0.0', maxMessageBytes: 2048, sendQueue: 16, allowedOrigins: ['https://x.example'],
@@ -170,6 +177,7 @@ describe('loadConfig: every variable parses', () => {
       resumeGraceMs: 100, tlsCertFile: '/etc/wschat/cert.pem', tlsKeyFile: '/etc/wschat/key.pem',
       trustProxy: ['127.0.0.1/32', '10.0.0.0/8', '::1/128'], maxConnectionsPerIp: 4, handshakeRatePerIp: 2,
       logFormat: 'json', compression: false, redisUrl: 'redis://r:6379', workers: 2, nodeId: 'n1', nodeTtlMs: 3000,
+      metricsPort: 9464, metricsHost: '10.0.0.5',
     });
   });
 });
@@ -187,6 +195,9 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     ['HOST', 'my host'],
     ['HOST', 'http://example.com'],
     ['HOST', 'localhost:8080'],
+    ['METRICS_PORT', '65536'],
+    ['METRICS_PORT', 'on'],
+    ['METRICS_HOST', 'localhost:9464'],
     ['MAX_MESSAGE_BYTES', '124'],
     ['MAX_MESSAGE_BYTES', '1073741825'],
     ['MAX_MESSAGE_BYTES', '4k'],
@@ -254,6 +265,17 @@ describe('loadConfig: invalid values throw a ConfigError naming the variable', (
     expect([config.redisUrl, config.workers, config.nodeId, config.nodeTtlMs]).toEqual([
       'redis://10.0.0.5:6380/2', 4, 'eu-1', 5000,
     ]);
+  });
+
+  it('metrics: off unless METRICS_PORT is set, on a port of their own, loopback by default', () => {
+    expect(loadConfig({}).metricsPort).toBeNull();
+    expect(configError({ PORT: '8080', METRICS_PORT: '8080' }).message).toBe(
+      'METRICS_PORT: must differ from PORT (8080): the metrics have a listener of their own',
+    );
+    expect(configError({ METRICS_HOST: 'localhost:9464' }).message).toBe(
+      'METRICS_HOST: expected a host name or IP address (the port goes in METRICS_PORT), got "localhost:9464"',
+    );
+    expect(loadConfig({ PORT: '0', METRICS_PORT: '0' }).metricsPort).toBe(0); // both pick a free port
   });
 
   it('says what it expected and what it got', () => {

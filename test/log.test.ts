@@ -82,7 +82,8 @@ describe('LOG_FORMAT=json in the app', () => {
         { level: 'info', event: 'connect', path: '/ws' },
         { level: 'info', event: 'refused', name: 'System', reason: 'the name System is reserved' },
         { level: 'info', event: 'disconnect', name: '', code: 1008, reason: '', sent: 1008 },
-        { level: 'info', event: 'refused', path: '/ws', origin: 'http://evil.example', reason: 'handshake' },
+        { level: 'info', event: 'refused', path: '/ws', origin: 'http://evil.example', status: 403,
+          reason: 'origin not allowed' },
       ]);
     } finally {
       await app.shutdown();

@@ -29,6 +29,7 @@ import { isRoomName, LOBBY } from '../chat/models/protocol';
 import { Stream } from '../chat/models/history';
 import { Room } from '../chat/models/rooms';
 import { newToken, Session } from '../chat/models/session';
+import { ChatStats, type ChatGauges } from '../chat/models/stats';
 import { Feed, parsePlace, type Delivery, type Outcome } from './feed';
 import { tokenHash, type Backlog, type ChatStore, type HelloReply } from './store';
 
@@ -58,6 +59,8 @@ export interface ClusterHubOptions {
   readonly maxRooms: number;
   readonly maxRoomsPerClient: number;
   readonly resumeGraceMs: number;
+  /** The chat's counters, shared with the connection handlers. */
+  readonly stats?: ChatStats;
 }
 
 /** What a client that cannot be served now is told. */
@@ -135,14 +138,32 @@ export class ClusterHub {
   private readonly store: ChatStore;
   private readonly log: EventLog;
 
+  private readonly stats: ChatStats;
+
   constructor(private readonly options: ClusterHubOptions) {
     this.store = options.store;
     this.log = options.log;
+    this.stats = options.stats ?? new ChatStats();
     this.fanout = new Fanout({
       perTurn: Math.max(1, Math.min(MAX_PER_TURN, Math.floor(options.sendQueue / 2))),
       presenceWindowMs: PRESENCE_WINDOW_MS,
       onSlow: (client) => this.dropSlow(client),
+      stats: this.stats,
     });
+  }
+
+  /**
+   * What is true on this node now: its sessions and connections; the rooms it follows (feeds with a
+   * room) and what their caches hold. The cluster's whole chat is in Redis.
+   */
+  gauges(): ChatGauges {
+    let rooms = 0;
+    let historyMessages = 0;
+    for (const feed of this.feeds.values()) {
+      if (feed.room !== undefined) rooms++;
+      historyMessages += feed.stream.held;
+    }
+    return { sessions: this.sessions.size, clients: this.clients.size, rooms, historyMessages };
   }
 
   // ---- from outside the loop ----
@@ -241,6 +262,7 @@ export class ClusterHub {
       if (stale !== null) {
         this.clients.delete(stale);
         stale.drop(4001, 'replaced by a new connection');
+        this.stats.drops.replaced++;
         replaced = true;
       }
       if (session.grace !== null) clearTimeout(session.grace);
@@ -269,7 +291,11 @@ export class ClusterHub {
       backlog.push(...entries);
       const kept = this.attach(feed, session, b, !made.includes(feed), backlog);
       if (!kept) resyncs.push(feed.name);
-      welcome.push({ stream: b.stream, epoch: b.epoch, offset: b.top, recovered: b.recovered && kept });
+      const recovered = b.recovered && kept;
+      welcome.push({ stream: b.stream, epoch: b.epoch, offset: b.top, recovered });
+      if (!hello.resume.has(b.stream)) this.stats.resumeNone++;
+      else if (recovered) this.stats.resumeRecovered++;
+      else this.stats.resumeNotRecovered++;
     }
     // The lesson's clients get no welcome and no history, but what was delivered here after the read is
     // live to them too (their own join notice, say): the backlog then holds only that.
@@ -304,6 +330,7 @@ export class ClusterHub {
   }
 
   private refuse(client: Client, why: string, code: number, reason: string): void {
+    this.stats.drops.helloRefused++;
     this.fanout.tell(client, encodeError(why));
     client.finish(code, reason);
   }
@@ -357,6 +384,7 @@ export class ClusterHub {
       this.clients.delete(client);
       if (code === CloseCode.Normal) client.finish(code, reason);
       else client.drop(code, reason);
+      if (code === 4001) this.stats.drops.replaced++;
       session.client = null;
     }
     this.leaveFeeds(session);

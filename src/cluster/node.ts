@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Directory } from '../chat/models/hub';
 import type { Config } from '../config';
-import { Backoff, RedisClient, RedisSubscriber, maskPassword } from '../redis';
+import type { ChatStats } from '../chat/models/stats';
+import { Backoff, RedisClient, RedisSubscriber, maskPassword, type RedisStats } from '../redis';
 import { ClusterHub } from './hub';
 import { Leases } from './leases';
 import { ChatStore, controlChannel, PUBLISHED } from './store';
@@ -25,10 +26,18 @@ export interface ClusterNode {
   readonly id: string;
   readonly hub: ClusterHub;
   readonly directory: Directory;
+  /** The node's two Redis links (`commands`, `subscriber`): whether each is up now, and its counters. */
+  readonly links: readonly RedisLink[];
   /** 503 while the node cannot serve (Redis unreachable, or being repaired). */
   health(): { readonly ok: boolean; readonly body: Readonly<Record<string, string>> };
   /** Stops the lease and closes the Redis connections (after the hub has quit). */
   close(): Promise<void>;
+}
+
+export interface RedisLink {
+  readonly name: string;
+  up(): boolean;
+  readonly stats: RedisStats;
 }
 
 /** NODE_ID, or the host name, the pid and a few random characters. */
@@ -38,7 +47,7 @@ export function nodeIdOf(config: Config): string {
   return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-export function createClusterNode(config: Config, log: EventLog): ClusterNode {
+export function createClusterNode(config: Config, log: EventLog, stats?: ChatStats): ClusterNode {
   const id = nodeIdOf(config);
   // Replies must come well within a lease, or a slow Redis would cost a node its sessions.
   const timeoutMs = Math.max(1000, Math.min(5000, Math.round(config.nodeTtlMs / 3)));
@@ -67,6 +76,7 @@ export function createClusterNode(config: Config, log: EventLog): ClusterNode {
     maxRooms: config.maxRooms,
     maxRoomsPerClient: config.maxRoomsPerClient,
     resumeGraceMs: config.resumeGraceMs,
+    ...(stats !== undefined ? { stats } : {}),
   });
   let closed = false;
   let boot: string | undefined;
@@ -134,6 +144,10 @@ export function createClusterNode(config: Config, log: EventLog): ClusterNode {
   return {
     id,
     hub,
+    links: [
+      { name: 'commands', up: () => redis.state === 'ready', stats: redis.stats },
+      { name: 'subscriber', up: () => subscriber.state === 'ready', stats: subscriber.stats },
+    ],
     directory: {
       clients: (room) => store.roster(room),
       rooms: async () => (await store.rooms()).map((r) => ({ ...r })),

@@ -8,6 +8,9 @@
  *   - SIGTERM/SIGINT go to every worker (each closes its clients with 1001), and the primary exits 0
  *     once they have all exited.
  *
+ * METRICS_PORT: the primary serves /metrics, its own process figures and each worker's families (asked
+ * over IPC at scrape time), every sample labelled `worker` (`primary`, or the worker's slot).
+ *
  * Each worker gets its own NODE_ID: NODE_ID (or the host name and the primary's pid), the worker's slot
  * and its generation, so a replacement is a new node and never inherits a dead one's lease.
  */
@@ -15,6 +18,10 @@ import cluster, { type Worker } from 'node:cluster';
 import { hostname } from 'node:os';
 import type { Config } from '../config';
 import type { EventLog } from '../log';
+import { merge, type Family } from '../metrics/exposition';
+import { createMetricsListener } from '../metrics/listener';
+import { ProcessCollector } from '../metrics/process';
+import { askWorker } from '../metrics/workers';
 import { Backoff } from '../redis';
 
 /** Workers get this long to exit after SIGTERM (they need 2 s); then they are killed. */
@@ -67,4 +74,28 @@ export function superviseWorkers(config: Config, log: EventLog): void {
 
   log('primary', { pid: process.pid, workers: config.workers });
   for (let slot = 0; slot < config.workers; slot++) fork(slot);
+  if (config.metricsPort !== null) serveMetrics(config, log, () => slots);
+}
+
+/** The primary's /metrics: its own process figures, then every worker's, merged under a `worker` label. */
+function serveMetrics(config: Config, log: EventLog, workers: () => ReadonlyMap<Worker, { slot: number }>): void {
+  const own = new ProcessCollector();
+  const collect = async (): Promise<Family[]> => {
+    const asked = [...workers()].map(async ([worker, { slot }]) => ({
+      labels: { worker: String(slot) },
+      families: (await askWorker(worker)) ?? [],
+    }));
+    const answers = (await Promise.all(asked)).sort((a, b) => Number(a.labels.worker) - Number(b.labels.worker));
+    return merge([{ labels: { worker: 'primary' }, families: own.collect() }, ...answers]);
+  };
+  createMetricsListener(collect)
+    .listen(config.metricsPort!, config.metricsHost)
+    .then(
+      (address) => log('metrics', { url: `http://${hostPort(address.address, address.port)}/metrics` }),
+      (error: Error) => log('metrics_failed', { reason: error.message }, 'error'),
+    );
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

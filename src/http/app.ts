@@ -2,22 +2,31 @@
  * The server assembled: config -> Hub -> HTTP server with its routes (the lesson's main.go and the
  * Upgrader). `createApp` does not listen by itself, so tests can start it on port 0.
  */
+import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type Server, type ServerOptions } from 'node:http';
 import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { handleWebSocket } from '../chat/handlers/websocket';
 import { Hub, hubDirectory, type HubChannels } from '../chat/models/hub';
+import { ChatStats } from '../chat/models/stats';
 import { createClusterNode, type ClusterNode } from '../cluster/node';
 import { ConfigError, type Config } from '../config';
 import { eventLog, silentLogger, withFields, type EventLog, type LogFields, type Logger } from '../log';
-import { checkZlibHandle, CloseCode, rejectUpgrade, upgrade, type WebSocketConnection } from '../websocket';
+import type { Family } from '../metrics/exposition';
+import { createMetricsListener, type MetricsListener } from '../metrics/listener';
+import { ProcessCollector } from '../metrics/process';
+import { answerPrimary } from '../metrics/workers';
+import { checkZlibHandle, CloseCode, rejectUpgrade, upgrade, WebSocketStats } from '../websocket';
+import type { WebSocketConnection } from '../websocket';
 import { clientAddress, normalizeIp, TrustedProxies } from './client-address';
 import { handleEcho } from './echo';
 import { HandshakeRate, limitKey, OpenConnections } from './limits';
 import { originPolicy } from './origin';
 import { handleRequest, rejectUnknownUpgrade, upgradeRoute } from './routes';
+import { chatFamilies } from './metrics';
 import { loadPage } from './static';
+import { HttpStats } from './stats';
 import { CertificateError, loadCertificate, type Certificate } from './tls';
 
 export interface App {
@@ -28,8 +37,12 @@ export interface App {
   readonly node: ClusterNode | undefined;
   /** The app's log, in LOG_FORMAT (server.ts logs through it too). */
   readonly log: EventLog;
-  /** Listens on config.port/host; resolves with the bound address. */
+  /** Listens on config.port/host (and the metrics listener on its own); resolves with the chat's address. */
   listen(): Promise<AddressInfo>;
+  /** Where /metrics is served, once listening; undefined without METRICS_PORT (or in a worker). */
+  readonly metricsAddress: AddressInfo | undefined;
+  /** This process's metric families, as /metrics shows them (without the worker label). */
+  collectMetrics(): Promise<Family[]>;
   /** Stops accepting, closes every client with 1001, waits for them (at most `graceMs`). */
   shutdown(graceMs?: number): Promise<void>;
   /**
@@ -58,8 +71,12 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   const log = eventLog(config.logFormat, out);
   if (config.compression) checkZlibHandle(); // fail at start-up, not on the first compressed message
   let certificate = config.tlsCertFile === '' ? undefined : startupCertificate(config);
+  // Each layer's plain counters, read at scrape time (src/http/metrics.ts).
+  const httpStats = new HttpStats();
+  const wsStats = new WebSocketStats();
+  const chatStats = new ChatStats();
   // One process owns the chat, or a cluster node shares it through Redis (src/cluster).
-  const node = config.redisUrl === '' ? undefined : createClusterNode(config, log);
+  const node = config.redisUrl === '' ? undefined : createClusterNode(config, log, chatStats);
   const hub: HubChannels = node?.hub ?? new Hub({
     sendQueue: config.sendQueue,
     historySize: config.historySize,
@@ -67,6 +84,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
     maxRooms: config.maxRooms,
     maxRoomsPerClient: config.maxRoomsPerClient,
     resumeGraceMs: config.resumeGraceMs,
+    stats: chatStats,
   });
   const running = hub.run().catch((error: unknown) => {
     // The Hub is the chat: without it nothing works, so fail loudly and let the supervisor restart us.
@@ -124,22 +142,28 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
     headers: Readonly<Record<string, string>> = {},
   ): void => {
     log('refused', { ...at, status, reason });
+    httpStats.refuse(status);
     rejectUpgrade(socket, status, message, headers);
   };
 
   server.on('request', (req, res) => handleRequest(ctx, req, res));
 
+  server.on('connection', () => httpStats.accepted++);
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
+    httpStats.upgrades++;
     const client = clientAddress(req, trusted);
     // Where the connection comes from, on every line about it: the client, and the proxy it came through.
     const at: LogFields = { peer: client.peer, via: client.via };
     const refused = rejectUnknownUpgrade(req, socket);
     if (refused !== undefined) {
-      log('refused', { ...at, path: req.url, reason: refused });
+      log('refused', { ...at, path: req.url, reason: refused.reason });
+      httpStats.refuse(refused.status);
       return;
     }
     if (!accepting) {
+      httpStats.refuse(503);
       rejectUpgrade(socket, 503, 'server shutting down');
       return;
     }
@@ -163,13 +187,16 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       maxBufferedBytes: config.maxBufferedBytes,
       closeTimeoutMs: config.closeTimeoutMs,
       compression: config.compression,
+      stats: wsStats,
+      // The handshake's own refusals (RFC 6455 §4.2.1 checks, the Origin policy) are counted and logged here.
+      onRefused: (status, why) => {
+        httpStats.refuse(status);
+        log('refused', { ...at, path: req.url, origin: req.headers.origin ?? '', status, reason: why });
+      },
       // The echo demo answers anyone; the chat applies the Origin policy.
       ...(route === 'chat' ? { checkOrigin } : {}),
     });
-    if (conn === null) {
-      log('refused', { ...at, path: req.url, origin: req.headers.origin ?? '', reason: 'handshake' });
-      return;
-    }
+    if (conn === null) return;
     connections.add(conn);
     const release = openPerAddress.opened(key);
     void conn.closed.then(() => {
@@ -186,6 +213,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
             rateLimitBurst: config.rateLimitBurst,
             joinTimeoutMs: config.joinTimeoutMs,
             log: connLog,
+            stats: chatStats,
           })
         : handleEcho(conn).then(async () => {
             const info = await conn.closed;
@@ -206,9 +234,25 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     const address = (socket as Socket).remoteAddress ?? '?';
     log('refused', { peer: normalizeIp(address) ?? address, status, reason: error.code ?? error.message });
+    httpStats.refuse(status);
     const why = status === 431 ? 'request header too large' : status === 408 ? 'request timeout' : 'bad request';
     rejectUpgrade(socket, status, why);
   });
+
+  // Metrics: this process's listener, or (WORKERS=N) answers to the primary, which serves them all.
+  const processCollector = config.metricsPort === null ? undefined : new ProcessCollector();
+  const collectMetrics = async (): Promise<Family[]> => {
+    const sockets = await new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n ?? 0)));
+    const gauges = hub.gauges();
+    const links = node?.links ?? [];
+    const chat = chatFamilies({ http: httpStats, sockets, websocket: wsStats, chat: chatStats, gauges, links });
+    return [...(processCollector?.collect() ?? []), ...chat];
+  };
+  const inWorker = config.workers > 0 && cluster.isWorker;
+  if (processCollector !== undefined && inWorker) answerPrimary(collectMetrics);
+  const metrics: MetricsListener | undefined =
+    processCollector !== undefined && !inWorker ? createMetricsListener(collectMetrics) : undefined;
+  let metricsAddress: AddressInfo | undefined;
 
   return {
     server,
@@ -216,8 +260,12 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
     node,
     log,
     connections,
-    listen() {
-      return new Promise((resolve, reject) => {
+    get metricsAddress() {
+      return metricsAddress;
+    },
+    collectMetrics,
+    async listen() {
+      const address = await new Promise<AddressInfo>((resolve, reject) => {
         server.once('error', reject);
         const done = (): void => {
           server.off('error', reject);
@@ -226,6 +274,16 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
         if (config.host === '') server.listen(config.port, done);
         else server.listen(config.port, config.host, done);
       });
+      if (metrics !== undefined) {
+        try {
+          metricsAddress = await metrics.listen(config.metricsPort!, config.metricsHost);
+        } catch (error) {
+          server.close();
+          const where = `METRICS_HOST:METRICS_PORT ${config.metricsHost}:${config.metricsPort}`;
+          throw new Error(`${where}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      return address;
     },
     async shutdown(graceMs = 1_500) {
       if (!accepting) return;
@@ -244,7 +302,8 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       // A destroyed socket reports 'close' a tick later: resolve only once every connection is released.
       await Promise.all([...connections].map((c) => c.closed));
       server.closeAllConnections();
-      await node?.close();
+      processCollector?.stop();
+      await Promise.all([node?.close(), metrics?.close()]);
     },
     reloadCertificate() {
       if (certificate === undefined) {

@@ -164,16 +164,19 @@ function serveHistory(directory: Directory, res: ServerResponse, room: string, u
 
 /**
  * Upgrade requests we refuse before looking at the handshake: too many header lines (431) or a path
- * that is not a WebSocket endpoint (404). Returns the reason it refused, or undefined.
+ * that is not a WebSocket endpoint (404). Returns the status and reason it refused with, or undefined.
  */
-export function rejectUnknownUpgrade(req: IncomingMessage, socket: Duplex): string | undefined {
+export function rejectUnknownUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+): { readonly status: number; readonly reason: string } | undefined {
   if (tooManyHeaders(req)) {
     rejectUpgrade(socket, 431, 'too many header lines');
-    return 'too many header lines';
+    return { status: 431, reason: 'too many header lines' };
   }
   if (upgradeRoute(req.url) === undefined) {
     rejectUpgrade(socket, 404, 'not found');
-    return 'not a WebSocket endpoint';
+    return { status: 404, reason: 'not a WebSocket endpoint' };
   }
   return undefined;
 }

@@ -16,9 +16,10 @@
 import type { Socket } from 'node:net';
 import { CloseCode, isValidCloseCode } from './close-codes';
 import { FrameParser, type FrameHandler } from './frame-parser';
-import { closePayload, encodeFrame, encodeMessageFrame, type PreparedFrame } from './frame-writer';
+import { closePayload, encodeFrame, encodeMessageFrame, RSV1, type PreparedFrame } from './frame-writer';
 import { Opcode } from './opcodes';
 import type { DeflateSettings } from './permessage-deflate';
+import { countCode, UNOBSERVED, type WebSocketStats } from './stats';
 
 export type Role = 'server' | 'client';
 
@@ -38,6 +39,8 @@ export interface ConnectionOptions {
   readQueueSize?: number;
   /** permessage-deflate as negotiated in the handshake (RFC 7692); absent: not negotiated. */
   deflate?: DeflateSettings;
+  /** Counters shared by a server's connections (see ./stats.ts); absent: counted where nobody looks. */
+  stats?: WebSocketStats;
 }
 
 export type Message =
@@ -77,6 +80,7 @@ export class WebSocketConnection implements FrameHandler {
   private readonly readQueueSize: number;
   /** RFC 7692: the window our compressed messages use; 0 when permessage-deflate was not negotiated. */
   private readonly deflateWindowBits: number;
+  private readonly stats: WebSocketStats;
 
   private state: ReadyState = 'open';
   private sentCode: number | undefined;
@@ -108,6 +112,8 @@ export class WebSocketConnection implements FrameHandler {
     this.pingIntervalMs = options.pingIntervalMs ?? 0;
     this.pongTimeoutMs = options.pongTimeoutMs ?? 0;
     this.deflateWindowBits = options.deflate?.windowBits ?? 0;
+    this.stats = options.stats ?? UNOBSERVED;
+    this.stats.opened++;
     this.parser = new FrameParser(
       {
         maxMessageBytes: options.maxMessageBytes,
@@ -120,11 +126,17 @@ export class WebSocketConnection implements FrameHandler {
 
     socket.setNoDelay(true); // chat messages are small and latency matters more than packet count
     socket.setTimeout(0);
-    socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      this.stats.bytesIn += chunk.length;
+      this.parser.push(chunk);
+    });
     socket.on('error', () => {}); // 'close' follows every error; the cause is not the peer's business
     socket.on('end', () => this.onSocketEnd());
     socket.on('close', () => this.onSocketClose());
-    if (head && head.length > 0) this.parser.push(head);
+    if (head && head.length > 0) {
+      this.stats.bytesIn += head.length;
+      this.parser.push(head);
+    }
     if (this.pingIntervalMs > 0 && this.pongTimeoutMs > 0) this.startHeartbeat();
   }
 
@@ -181,8 +193,11 @@ export class WebSocketConnection implements FrameHandler {
     if (this.state !== 'open') return false;
     const opcode = binary ? Opcode.Binary : Opcode.Text;
     const bits = this.deflateWindowBits;
+    this.stats.messagesOut++;
     if (bits === 0) return this.write(encodeFrame(opcode, data, this.masked));
-    return this.write(encodeMessageFrame(opcode, data, this.masked, bits));
+    const frame = encodeMessageFrame(opcode, data, this.masked, bits);
+    if ((frame[0]! & RSV1) !== 0) this.stats.compressedOut++;
+    return this.write(frame);
   }
 
   /**
@@ -194,6 +209,8 @@ export class WebSocketConnection implements FrameHandler {
   sendFrames(frames: readonly PreparedFrame[]): boolean {
     const count = frames.length;
     if (this.state !== 'open' || count === 0) return false;
+    this.stats.messagesOut += count;
+    if (this.deflateWindowBits !== 0) this.countDeflate(frames);
     if (count === 1) return this.write(this.bytesOf(frames[0]!));
     let total = 0;
     let largest = 0;
@@ -210,6 +227,23 @@ export class WebSocketConnection implements FrameHandler {
       offset += bytes.length;
     }
     return this.write(batch, largest);
+  }
+
+  /** Compression on this connection: sizes before and after, and how many went compressed. */
+  private countDeflate(frames: readonly PreparedFrame[]): void {
+    let before = 0;
+    let after = 0;
+    let compressed = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      const bytes = frame.deflatedBytes(this.deflateWindowBits);
+      before += frame.bytes.length;
+      after += bytes.length;
+      if (bytes !== frame.bytes) compressed++;
+    }
+    this.stats.deflateBefore += before;
+    this.stats.deflateAfter += after;
+    this.stats.compressedOut += compressed;
   }
 
   /** The encoding of `frame` this connection negotiated. */
@@ -262,6 +296,7 @@ export class WebSocketConnection implements FrameHandler {
 
   onMessage(binary: boolean, data: Buffer): void {
     this.lastSeen = this.heartbeat ? Date.now() : 0;
+    this.stats.messagesIn++;
     if (this.state !== 'open') return; // §7.1.4: after our close, data is discarded
     const message: Message = binary ? { binary: true, data } : { binary: false, data: data.toString('utf8') };
     if (this.reader !== null) {
@@ -301,6 +336,10 @@ export class WebSocketConnection implements FrameHandler {
 
   onProtocolError(code: number, reason: string): void {
     this.failCode = code;
+    const drops = this.stats.drops;
+    if (code === CloseCode.MessageTooBig) drops.tooBig++;
+    else if (code === CloseCode.InvalidPayload) drops.invalidPayload++;
+    else drops.protocolError++;
     this.closeReason = reason;
     this.wakeReader();
     // As for a close: replies to the messages before the bad frame go out first (Autobahn "strict").
@@ -338,6 +377,7 @@ export class WebSocketConnection implements FrameHandler {
       this.dropSlowPeer();
       return false;
     }
+    this.stats.bytesOut += bytes.length;
     const ok = this.socket.write(bytes);
     if (!ok && this.socket.writableLength > Math.max(this.maxBufferedBytes, largest)) {
       this.dropSlowPeer();
@@ -356,7 +396,10 @@ export class WebSocketConnection implements FrameHandler {
     this.sentCode = code ?? CloseCode.NoStatus;
     this.wakeReader();
     if (!this.socket.destroyed && !this.socket.writableEnded) {
-      this.socket.write(encodeFrame(Opcode.Close, closePayload(code, reason), this.masked));
+      const frame = encodeFrame(Opcode.Close, closePayload(code, reason), this.masked);
+      this.stats.bytesOut += frame.length;
+      countCode(this.stats.closeSent, this.sentCode);
+      this.socket.write(frame);
     }
     // Keep reading so the peer's close reaches us even if nobody takes messages any more (§7.1.4:
     // the messages still held are discarded).
@@ -371,13 +414,17 @@ export class WebSocketConnection implements FrameHandler {
     if (this.state === 'closed') return;
     // The close frame joins a queue the peer is not reading: say why, but do not wait for an answer.
     this.closeReason = 'too slow: outbound buffer full';
+    this.stats.drops.bufferFull++;
     if (this.sentCode === undefined) this.sendClose(CloseCode.PolicyViolation, this.closeReason);
     this.socket.destroy();
   }
 
   private armCloseTimer(): void {
     if (this.closeTimer !== null || this.state === 'closed') return;
-    this.closeTimer = setTimeout(() => this.socket.destroy(), this.closeTimeoutMs);
+    this.closeTimer = setTimeout(() => {
+      this.stats.drops.closeTimeout++;
+      this.socket.destroy();
+    }, this.closeTimeoutMs);
     this.closeTimer.unref();
   }
 
@@ -394,8 +441,11 @@ export class WebSocketConnection implements FrameHandler {
     if (this.heartbeat !== null) clearTimeout(this.heartbeat);
     this.closeTimer = this.heartbeat = null;
     this.wakeReader();
+    const code = this.receivedClose ? this.closeCode : CloseCode.Abnormal;
+    this.stats.closed++;
+    countCode(this.stats.closeReceived, code);
     this.resolveClosed({
-      code: this.receivedClose ? this.closeCode : CloseCode.Abnormal,
+      code,
       reason: this.closeReason,
       wasClean: this.receivedClose && this.sentCode !== undefined,
       sentCode: this.sentCode,
@@ -428,6 +478,7 @@ export class WebSocketConnection implements FrameHandler {
     if (now >= deadline) {
       // The peer is gone or hopelessly stuck: no closing handshake can succeed, so drop it.
       this.closeReason = 'pong timeout';
+      this.stats.drops.heartbeat++;
       this.terminate();
       return;
     }

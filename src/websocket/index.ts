@@ -15,3 +15,4 @@ export { checkZlibHandle } from './zlib-sync';
 export { acceptKey, checkUpgradeRequest, rejectUpgrade, type UpgradeVerdict } from './handshake';
 export { Opcode } from './opcodes';
 export { upgrade, type UpgradeOptions } from './server';
+export { WebSocketDrops, WebSocketStats } from './stats';

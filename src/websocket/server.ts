@@ -15,6 +15,8 @@ export interface UpgradeOptions extends Omit<ConnectionOptions, 'role' | 'deflat
   checkOrigin?: (origin: string | undefined, req: IncomingMessage) => boolean;
   /** Accept a permessage-deflate offer (RFC 7692). */
   compression?: boolean;
+  /** Told the status of a refused handshake, after the answer was written. */
+  onRefused?: (status: number, message: string) => void;
 }
 
 /** Completes the handshake, or answers the refusal and returns null. */
@@ -24,29 +26,25 @@ export function upgrade(
   head: Buffer,
   options: UpgradeOptions,
 ): WebSocketConnection | null {
+  const refuse = (status: number, message: string, headers?: Readonly<Record<string, string>>): null => {
+    rejectUpgrade(socket, status, message, headers);
+    options.onRefused?.(status, message);
+    return null;
+  };
   const verdict = checkUpgradeRequest(req);
-  if (!verdict.ok) {
-    rejectUpgrade(socket, verdict.status, verdict.message, verdict.headers);
-    return null;
-  }
+  if (!verdict.ok) return refuse(verdict.status, verdict.message, verdict.headers);
   // §4.2.2: a server that does not accept the Origin answers 403.
-  if (options.checkOrigin && !options.checkOrigin(req.headers.origin, req)) {
-    rejectUpgrade(socket, 403, 'origin not allowed');
-    return null;
-  }
+  if (options.checkOrigin && !options.checkOrigin(req.headers.origin, req)) return refuse(403, 'origin not allowed');
   // RFC 7692 §5: the first acceptable permessage-deflate offer, or none.
   let accepted = null;
   if (options.compression) {
     const offers = extensionOffers(req);
-    if (offers === null) {
-      rejectUpgrade(socket, 400, 'malformed Sec-WebSocket-Extensions header');
-      return null;
-    }
+    if (offers === null) return refuse(400, 'malformed Sec-WebSocket-Extensions header');
     accepted = acceptOffer(offers);
   }
   if (socket.destroyed) return null;
   socket.write(handshakeResponse(verdict.key, accepted?.header));
-  const { checkOrigin: _c, compression: _d, ...connection } = options;
+  const { checkOrigin: _c, compression: _d, onRefused: _r, ...connection } = options;
   const deflate = accepted ? { deflate: settingsFor('server', accepted.params) } : {};
   return new WebSocketConnection(socket as Socket, { ...connection, ...deflate, role: 'server' }, head);
 }

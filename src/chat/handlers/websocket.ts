@@ -16,6 +16,7 @@ import { encodeError } from '../models/message';
 import { nameProblem } from '../models/names';
 import { isRefusal, lessonRequest, MAX_CID_LENGTH, parseHello, parseRequest } from '../models/protocol';
 import { TokenBucket } from '../models/rate-limit';
+import { ChatStats } from '../models/stats';
 
 export interface ChatOptions {
   /** Capacity of each client's send channel. */
@@ -27,7 +28,12 @@ export interface ChatOptions {
   readonly joinTimeoutMs: number;
   /** This connection's log (the HTTP layer adds where it comes from). */
   readonly log?: EventLog;
+  /** The chat's counters (see ../models/stats.ts), the hub's too; absent: counted where nobody looks. */
+  readonly stats?: ChatStats;
 }
+
+/** For handlers nobody observes (tests): counted, never read. */
+const UNOBSERVED = new ChatStats();
 
 /** Go: HandleWebSocket after the upgrade. Resolves when the client is gone. */
 export async function handleWebSocket(
@@ -36,21 +42,23 @@ export async function handleWebSocket(
   options: ChatOptions,
 ): Promise<void> {
   const log = options.log ?? (() => {});
+  const stats = options.stats ?? UNOBSERVED;
   const client = new Client(conn, options.sendQueue);
   client.log = log;
-  const writing = writePump(client); // go writePump(client)
+  const writing = writePump(client, stats); // go writePump(client)
 
   // Step 1 (the exercise): the first text message is the user name, or a v2 hello.
-  const deadline = setTimeout(
-    () => conn.close(CloseCode.PolicyViolation, 'no name sent in time'),
-    options.joinTimeoutMs,
-  );
+  const deadline = setTimeout(() => {
+    stats.drops.joinTimeout++;
+    conn.close(CloseCode.PolicyViolation, 'no name sent in time');
+  }, options.joinTimeoutMs);
   const first = await conn.read();
   clearTimeout(deadline);
   if (first === null) {
     client.finish(CloseCode.Normal, '');
   } else if (first.binary) {
     log('refused', { reason: 'binary name' });
+    stats.drops.unsupportedData++;
     client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
   } else {
     const hello = parseHello(first.data);
@@ -58,13 +66,15 @@ export async function handleWebSocket(
     if (problem !== undefined) {
       const name = isRefusal(hello) ? '' : hello.name;
       log('refused', { name, reason: problem });
+      stats.drops.helloRefused++;
       refuse(client, problem);
     } else if (!isRefusal(hello)) {
       client.name = hello.name;
       client.hello = hello;
       try {
         await hub.register.send(client);
-        await readPump(client, hub, options);
+        stats.hellos++;
+        await readPump(client, hub, options, stats);
       } catch (error) {
         if (!(error instanceof ChannelClosedError)) throw error;
         client.finish(CloseCode.GoingAway, 'server shutting down'); // the Hub has stopped
@@ -87,8 +97,12 @@ function refuse(client: Client, why: string): void {
  * readPump's own answers (rate limit, a request it cannot read) go straight to the client's queue. A
  * full queue ends the client like any other fan-out would: it is not reading what it is told.
  */
-function reply(client: Client, why: string, cid?: string): boolean {
-  if (client.post(PreparedFrame.text(encodeError(why, cid)))) return true;
+function reply(client: Client, stats: ChatStats, why: string, cid?: string): boolean {
+  if (client.post(PreparedFrame.text(encodeError(why, cid)))) {
+    stats.deliveries++;
+    return true;
+  }
+  stats.drops.sendQueueFull++;
   client.endWith(CloseCode.PolicyViolation, 'too slow: send queue full');
   return false;
 }
@@ -97,7 +111,12 @@ function reply(client: Client, why: string, cid?: string): boolean {
  * Go: readPump. Reads until the connection ends, then unregisters (the Go `defer`).
  * A flood is refused message by message; a client that keeps flooding past its burst is closed.
  */
-export async function readPump(client: Client, hub: HubChannels, options: ChatOptions): Promise<void> {
+export async function readPump(
+  client: Client,
+  hub: HubChannels,
+  options: ChatOptions,
+  stats: ChatStats = UNOBSERVED,
+): Promise<void> {
   const bucket = new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, Date.now());
   const v2 = client.hello!.v2;
   let refusedInARow = 0;
@@ -110,28 +129,31 @@ export async function readPump(client: Client, hub: HubChannels, options: ChatOp
       // in Run); the writePump then sends what is queued (the error saying why) before the close frame.
       if (m.binary) {
         // The chat speaks JSON text; §7.4.1: 1003 is for data an endpoint cannot accept.
+        stats.drops.unsupportedData++;
         client.endWith(CloseCode.UnsupportedData, 'binary messages are not supported');
         break;
       }
       if (!bucket.take(Date.now())) {
         if (++refusedInARow > options.rateLimitBurst) {
+          stats.drops.rateLimit++;
           client.endWith(CloseCode.PolicyViolation, 'rate limit exceeded');
           break;
         }
         // The refused request's cid, when it has one: the client knows which to send again.
-        if (!reply(client, 'rate limit exceeded: slow down', v2 ? cidOf(m.data) : undefined)) break;
+        if (!reply(client, stats, 'rate limit exceeded: slow down', v2 ? cidOf(m.data) : undefined)) break;
         continue;
       }
       refusedInARow = 0;
       if (!v2 && m.data.length === 0) {
-        if (!reply(client, 'empty messages are not sent')) break;
+        if (!reply(client, stats, 'empty messages are not sent')) break;
         continue;
       }
       const request = v2 ? parseRequest(m.data) : lessonRequest(m.data);
       if (isRefusal(request)) {
-        if (!reply(client, request.problem, request.cid)) break;
+        if (!reply(client, stats, request.problem, request.cid)) break;
         continue;
       }
+      stats.requests[request.type]++;
       // Unbuffered: this resolves once the Hub has taken the request (see Hub.broadcast).
       await hub.broadcast.send({ from: client, request });
     }
@@ -160,12 +182,15 @@ const WRITE_SLICE_BYTES = 64 * 1024;
  * writes everything as one batch; waits for the socket to drain when it pushes back. Ends when the Hub
  * closes `send`, then closes the connection with the reason the server ended the client for (1000 if none).
  */
-export async function writePump(client: Client): Promise<void> {
+export async function writePump(client: Client, stats: ChatStats = UNOBSERVED): Promise<void> {
   const { conn, send } = client;
   for (let queued = await send.receiveMany(); queued.length > 0; queued = await send.receiveMany()) {
     // Let the rest of this event-loop turn's messages queue up behind the first: one write for all.
     await endOfTurn();
-    const frames = flatten(queued, send.tryReceiveMany());
+    const more = send.tryReceiveMany();
+    // The queue's depth once per batch (not per message): what the writePump found waiting.
+    stats.sendQueueDepth.record(queued.length + more.length);
+    const frames = flatten(queued, more);
     if (conn.readyState !== 'open') continue; // keep draining until the Hub lets go of us
     await write(conn, frames);
   }

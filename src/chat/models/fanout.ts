@@ -19,6 +19,7 @@ import { PreparedFrame } from '../../websocket';
 import type { Client, Outbound } from './client';
 import type { Stored } from './history';
 import type { Members } from './rooms';
+import { ChatStats } from './stats';
 
 export interface FanoutOptions {
   /** Messages delivered per event-loop turn at most. */
@@ -27,6 +28,8 @@ export interface FanoutOptions {
   readonly presenceWindowMs: number;
   /** A recipient's queue was full: the Hub drops it (called after the fan-out, never during it). */
   readonly onSlow: (client: Client) => void;
+  /** Counts deliveries and slow clients; absent: counted where nobody looks. */
+  readonly stats?: ChatStats;
 }
 
 interface Waiting {
@@ -47,8 +50,11 @@ export class Fanout {
   private due = false;
   private window: NodeJS.Timeout | null = null;
   private spent = 0;
+  private readonly stats: ChatStats;
 
-  constructor(private readonly options: FanoutOptions) {}
+  constructor(private readonly options: FanoutOptions) {
+    this.stats = options.stats ?? new ChatStats();
+  }
 
   /** False once this turn's budget is spent: the Hub stops taking messages until `wake`. */
   get hasRoom(): boolean {
@@ -94,7 +100,8 @@ export class Fanout {
     this.spend(); // a flood of errors for one client is a flood too
     if (client.send.closed) return; // it has left (or was refused) since
     const out: Outbound = typeof reply === 'string' ? PreparedFrame.text(reply) : reply.map(PreparedFrame.text);
-    if (!client.post(out)) this.options.onSlow(client);
+    if (client.post(out)) this.stats.deliveries += typeof reply === 'string' ? 1 : reply.length;
+    else this.slow(client);
   }
 
   /** Delivers waiting messages in order while the turn's budget lasts (the Hub calls it on `wake`). */
@@ -125,13 +132,21 @@ export class Fanout {
     this.spend();
     const frame = PreparedFrame.text(stored.json);
     let slow: Client[] | undefined;
+    let posted = 0;
     for (const [session, from] of members) {
       const client = session.client;
       if (client === null || stored.offset <= from) continue; // in its grace period, or joined after it
-      if (!client.post(frame)) (slow ??= []).push(client);
+      if (client.post(frame)) posted++;
+      else (slow ??= []).push(client);
     }
+    this.stats.deliveries += posted;
     // Dropped after the loop: the Hub's drop changes `members`, which this loop walks.
-    if (slow !== undefined) for (const client of slow) this.options.onSlow(client);
+    if (slow !== undefined) for (const client of slow) this.slow(client);
+  }
+
+  private slow(client: Client): void {
+    this.stats.drops.sendQueueFull++;
+    this.options.onSlow(client);
   }
 
   /** Counts a delivery; the first over budget schedules the budget's return for the next turn. */

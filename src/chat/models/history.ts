@@ -51,6 +51,11 @@ export class Stream {
     return this.top - this.count + 1;
   }
 
+  /** Messages held now. */
+  get held(): number {
+    return this.count;
+  }
+
   /** Where a message with this de-duplication key was stored, if it is still held. */
   find(key: string): number | undefined {
     return this.byKey.get(key);

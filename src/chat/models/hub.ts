@@ -16,6 +16,7 @@ import { nameKey } from './names';
 import { isRoomName, LOBBY, type Request } from './protocol';
 import { Rooms, type Members, type Room } from './rooms';
 import { Session } from './session';
+import { ChatStats, type ChatGauges } from './stats';
 
 export class Hub {
   /** Go: Register chan *Client. The client's hello says who it is; a name must be free, or be its own. */
@@ -80,16 +81,27 @@ export class Hub {
   private readonly fanout: Fanout;
   /** Sessions whose grace period ran out; their timers send here. */
   private readonly expired = new Channel<Session>(1024);
-  private readonly options: Required<HubOptions>;
+  private readonly options: Required<Omit<HubOptions, 'stats'>>;
+  private readonly stats: ChatStats;
 
   constructor(options: HubOptions = {}) {
     this.options = { ...DEFAULTS, ...options };
+    this.stats = options.stats ?? new ChatStats();
     this.rooms = new Rooms(this.options.maxRooms, this.options.historySize);
     this.fanout = new Fanout({
       perTurn: Math.max(1, Math.min(MAX_PER_TURN, Math.floor(this.options.sendQueue / 2))),
       presenceWindowMs: PRESENCE_WINDOW_MS,
       onSlow: (client) => this.dropSlow(client),
+      stats: this.stats,
     });
+  }
+
+  /** What is true now. Read synchronously (one thread): no message to the loop needed for a count. */
+  gauges(): ChatGauges {
+    let historyMessages = 0;
+    for (const room of this.rooms) historyMessages += room.stream.held;
+    for (const session of this.sessions.values()) historyMessages += session.inbox.held;
+    return { sessions: this.sessions.size, clients: this.clients.size, rooms: this.rooms.size, historyMessages };
   }
 
   // ---- register: a hello ----
@@ -128,6 +140,7 @@ export class Hub {
     const stale = session.client;
     if (stale !== null) {
       this.clients.delete(stale);
+      this.stats.drops.replaced++;
       stale.drop(4001, 'replaced by a new connection');
     }
     if (session.grace !== null) clearTimeout(session.grace);
@@ -153,6 +166,7 @@ export class Hub {
   }
 
   private refuse(client: Client, why: string, reason: string): void {
+    this.stats.drops.helloRefused++;
     this.fanout.tell(client, encodeError(why));
     client.finish(CloseCode.PolicyViolation, reason);
   }
@@ -171,6 +185,9 @@ export class Hub {
   ): StreamWelcome {
     members.set(session, stream.top);
     const recovered = at !== undefined && stream.covers(at);
+    if (at === undefined) this.stats.resumeNone++;
+    else if (recovered) this.stats.resumeRecovered++;
+    else this.stats.resumeNotRecovered++;
     if (recovered) {
       backlog.push(...stream.range(at.offset + 1, stream.top));
     } else if (session.v2) {
@@ -433,9 +450,11 @@ export interface HubOptions {
   readonly maxRoomsPerClient?: number;
   /** How long a vanished v2 client keeps its session (RESUME_GRACE_MS); 0: it leaves at once. */
   readonly resumeGraceMs?: number;
+  /** The chat's counters, shared with the connection handlers; absent: counted where nobody looks. */
+  readonly stats?: ChatStats;
 }
 
-const DEFAULTS: Required<HubOptions> = {
+const DEFAULTS: Required<Omit<HubOptions, 'stats'>> = {
   sendQueue: 256,
   historySize: 1000,
   historyOnJoin: 50,
@@ -483,6 +502,8 @@ export interface HubChannels {
   readonly broadcast: Channel<Said>;
   readonly quit: Channel<{ readonly code: number; readonly reason: string }>;
   run(): Promise<void>;
+  /** What is true now (for metrics): sessions, connections, rooms, history held. */
+  gauges(): ChatGauges;
 }
 
 /** The HTTP endpoints' questions: who is online, the rooms, a room's history (undefined: no such room). */
