@@ -6,12 +6,14 @@
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { merge, render, type Family } from '../src/metrics/exposition';
 import { CloseCode, Opcode } from '../src/websocket';
 import { httpRequest, NO_RATE_LIMIT, startApp, type TestApp } from './helpers/app';
 import { findBinary } from './helpers/binaries';
 import { ChatPeer, chatFrom, joined, rawJoin } from './helpers/chat';
+import { startNode } from './helpers/cluster';
+import { findRedisServer, startRedis } from './helpers/redis-server';
 import { expectRefusal, RawPeer } from './helpers/raw-peer';
 import { headerLines, upgradeRequest } from './helpers/wire';
 
@@ -285,4 +287,37 @@ describe('promtool check metrics', () => {
       expect(verdict).toEqual({ status: 0, stdout: '', stderr: '' });
     },
   );
+});
+
+describe.skipIf(findRedisServer() === undefined)('WORKERS=N: the primary serves every worker\'s metrics', () => {
+  it('one exposition: each family once, samples labelled worker="primary", "0", "1"; promtool agrees', async () => {
+    const redis = await startRedis();
+    onTestFinished(() => redis.dispose());
+    const primary = await startNode(redis.url(), 'm', { WORKERS: '2', METRICS_PORT: '0' }, undefined,
+      /redis_ready node=m\.[01]\.0/);
+    onTestFinished(() => void primary.stop('SIGKILL'));
+    await primary.logged(/redis_ready node=m\.0\.0/);
+    await primary.logged(/redis_ready node=m\.1\.0/);
+    const line = await primary.logged(/metrics url="http:\/\/127\.0\.0\.1:\d+\/metrics"/);
+    const port = Number(/:(\d+)\/metrics/.exec(line)![1]);
+    const ann = await ChatPeer.join(primary.port, 'ann');
+    onTestFinished(() => void ann.close());
+    const text = (await scrapeRequest({ address: '127.0.0.1', family: 'IPv4', port }, '/metrics')).body;
+    expect(text.match(/^# TYPE wschat_websocket_connections_open gauge$/gm)).toHaveLength(1);
+    const open = text.split('\n').filter((l) => l.startsWith('wschat_websocket_connections_open{'));
+    expect(open.map((l) => l.replace(/ \d+$/, ''))).toEqual([
+      'wschat_websocket_connections_open{worker="0"}',
+      'wschat_websocket_connections_open{worker="1"}',
+    ]);
+    expect(open.reduce((sum, l) => sum + Number(l.split(' ')[1]), 0)).toBe(1);
+    expect(value(text, 'process_resident_memory_bytes{worker="primary"}')).toBeGreaterThan(0);
+    expect(value(text, 'process_resident_memory_bytes{worker="1"}')).toBeGreaterThan(0);
+    expect(value(text, 'wschat_redis_link_up{worker="0",link="commands"}')).toBe(1);
+    expect(value(text, 'wschat_redis_link_up{worker="1",link="subscriber"}')).toBe(1);
+    if (promtool !== undefined) {
+      const run = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      const verdict = { status: run.status, stdout: run.stdout, stderr: run.stderr };
+      expect(verdict).toEqual({ status: 0, stdout: '', stderr: '' });
+    }
+  });
 });

@@ -53,7 +53,8 @@ describe('by default', () => {
     await page.next(joined('tool'));
     const [line] = await t.logged(/^refused peer=/);
     expect(line).toMatch(/^refused peer=127\.0\.0\.1:\d+ path=/);
-    expect(line!.slice(line!.indexOf(' path='))).toBe(' path=/ws origin="http://evil.example" reason="handshake"');
+    const fields = ' path=/ws origin="http://evil.example" status=403 reason="origin not allowed"';
+    expect(line!.slice(line!.indexOf(' path='))).toBe(fields);
     await tool.close();
   });
 });
