@@ -15,6 +15,7 @@ import { ChatPeer, chatFrom, joined, rawJoin } from './helpers/chat';
 import { startNode } from './helpers/cluster';
 import { findRedisServer, startRedis } from './helpers/redis-server';
 import { expectRefusal, RawPeer } from './helpers/raw-peer';
+import { hello } from './helpers/v2';
 import { headerLines, upgradeRequest } from './helpers/wire';
 
 describe('the exposition format 0.0.4', () => {
@@ -260,6 +261,34 @@ describe('counters move with real traffic', () => {
     expect(value(got, 'wschat_websocket_close_codes_sent_total{code="1003"}')).toBe(1);
     expect(value(got, 'wschat_websocket_close_codes_sent_total{code="1002"}')).toBe(1);
     expect(value(got, 'wschat_websocket_close_codes_sent_total{code="1009"}')).toBe(1);
+  });
+});
+
+describe('drops the chat decides and the heartbeat', () => {
+  it('hello refused, replaced (4001), join timeout, heartbeat', async () => {
+    const t = await metricsApp({ ...NO_RATE_LIMIT, JOIN_TIMEOUT_MS: '100', RESUME_GRACE_MS: '0' });
+    const first = await hello(t.port, 'ann');
+    const taken = await ChatPeer.open(t.port);
+    taken.send(JSON.stringify({ type: 'hello', name: 'ann' }));
+    expect((await taken.closed).code).toBe(CloseCode.PolicyViolation);
+    const again = await hello(t.port, 'ann', { token: first.welcome.token });
+    expect((await first.peer.closed).code).toBe(4001);
+    const silent = await RawPeer.upgrade(t.port, '/ws');
+    silent.record({ answerClose: true });
+    expect(await closeCodeOf(silent)).toBe(CloseCode.PolicyViolation); // no name in time
+    const got = await scrape(t);
+    expect(value(got, 'wschat_clients_dropped_total{reason="hello_refused"}')).toBe(1);
+    expect(value(got, 'wschat_clients_dropped_total{reason="replaced"}')).toBe(1);
+    expect(value(got, 'wschat_clients_dropped_total{reason="join_timeout"}')).toBe(1);
+    expect(value(got, 'wschat_websocket_close_codes_sent_total{code="4001"}')).toBe(1);
+    expect(value(got, 'wschat_chat_resumes_total{outcome="none"}')).toBeGreaterThan(0);
+
+    // A recording raw peer never answers pings: after its name, the heartbeat gives up on it.
+    const beating = await metricsApp({ PING_INTERVAL_MS: '50', PONG_TIMEOUT_MS: '200' });
+    const deaf = await rawJoin(beating.port, 'deaf');
+    await deaf.closed;
+    expect(value(await scrape(beating), 'wschat_clients_dropped_total{reason="heartbeat"}')).toBe(1);
+    await again.peer.close();
   });
 });
 
