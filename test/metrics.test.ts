@@ -4,8 +4,6 @@
  * close codes, drops, refusals by status), and `promtool check metrics` on a server that has seen all that.
  */
 import { spawnSync } from 'node:child_process';
-import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { merge, render, type Family } from '../src/metrics/exposition';
 import { CloseCode, Opcode } from '../src/websocket';
@@ -75,29 +73,9 @@ describe('the exposition format 0.0.4', () => {
   });
 });
 
-/** One plain request to the metrics listener. */
-function scrapeRequest(address: AddressInfo, path = '/metrics', method = 'GET'): Promise<{
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: address.address, port: address.port, path, method, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
-      );
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** The exposition of a running app. */
 async function scrape(t: TestApp): Promise<string> {
-  const res = await scrapeRequest(t.app.metricsAddress!);
+  const res = await httpRequest(t.app.metricsAddress!.port, '/metrics');
   expect(res.status).toBe(200);
   return res.body;
 }
@@ -127,16 +105,16 @@ describe('the metrics listener', () => {
     expect(address.address).toBe('127.0.0.1');
     expect(address.port).not.toBe(t.port);
     expect((await httpRequest(t.port, '/metrics')).status).toBe(404);
-    const got = await scrapeRequest(address);
+    const got = await httpRequest(address.port, '/metrics');
     expect(got.status).toBe(200);
     expect(got.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
     expect(got.body).toContain('# TYPE wschat_websocket_connections_open gauge\n');
-    const head = await scrapeRequest(address, '/metrics', 'HEAD');
+    const head = await httpRequest(address.port, '/metrics', 'HEAD');
     expect([head.status, head.headers['content-type'], head.body]).toEqual([200, got.headers['content-type'], '']);
-    const post = await scrapeRequest(address, '/metrics', 'POST');
+    const post = await httpRequest(address.port, '/metrics', 'POST');
     expect([post.status, post.headers.allow]).toEqual([405, 'GET, HEAD']);
-    expect((await scrapeRequest(address, '/')).status).toBe(404);
-    expect((await scrapeRequest(address, '/ws')).status).toBe(404);
+    expect((await httpRequest(address.port, '/')).status).toBe(404);
+    expect((await httpRequest(address.port, '/ws')).status).toBe(404);
   });
 
   it('is off without METRICS_PORT', async () => {
@@ -331,7 +309,7 @@ describe.skipIf(findRedisServer() === undefined)('WORKERS=N: the primary serves 
     const port = Number(/:(\d+)\/metrics/.exec(line)![1]);
     const ann = await ChatPeer.join(primary.port, 'ann');
     onTestFinished(() => void ann.close());
-    const text = (await scrapeRequest({ address: '127.0.0.1', family: 'IPv4', port }, '/metrics')).body;
+    const text = (await httpRequest(port, '/metrics')).body;
     expect(text.match(/^# TYPE wschat_websocket_connections_open gauge$/gm)).toHaveLength(1);
     const open = text.split('\n').filter((l) => l.startsWith('wschat_websocket_connections_open{'));
     expect(open.map((l) => l.replace(/ \d+$/, ''))).toEqual([

@@ -6,7 +6,7 @@
 import type { ChatGauges, ChatStats } from '../chat/models/stats';
 import { QUEUE_DEPTH_BOUNDS } from '../chat/models/stats';
 import type { RedisLink } from '../cluster/node';
-import type { Family, Sample } from '../metrics/exposition';
+import { counter, gauge, type Family, type Sample } from '../metrics/exposition';
 import { LATENCY_BUCKETS_MS } from '../redis';
 import type { WebSocketStats } from '../websocket';
 import type { HttpStats } from './stats';
@@ -139,14 +139,6 @@ function redisFamilies(links: readonly RedisLink[]): Family[] {
       })),
     },
   ];
-}
-
-function counter(name: string, help: string, value: number): Family {
-  return { name, help, type: 'counter', samples: [{ value }] };
-}
-
-function gauge(name: string, help: string, value: number): Family {
-  return { name, help, type: 'gauge', samples: [{ value }] };
 }
 
 /** A counter per label value (close codes, statuses), in ascending order. */

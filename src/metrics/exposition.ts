@@ -34,6 +34,16 @@ export type Family =
       readonly samples: readonly HistogramSample[];
     });
 
+/** A family of one unlabelled counter. */
+export function counter(name: string, help: string, value: number): Family {
+  return { name, help, type: 'counter', samples: [{ value }] };
+}
+
+/** A family of one unlabelled gauge. */
+export function gauge(name: string, help: string, value: number): Family {
+  return { name, help, type: 'gauge', samples: [{ value }] };
+}
+
 export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;

@@ -4,7 +4,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { Family } from './exposition';
+import { counter, gauge, type Family } from './exposition';
 
 /** The event loop delay is sampled this often (ms): coarse enough to cost nothing, fine enough for p99. */
 const LOOP_RESOLUTION_MS = 10;
@@ -55,12 +55,4 @@ function openFileDescriptors(): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function counter(name: string, help: string, value: number): Family {
-  return { name, help, type: 'counter', samples: [{ value }] };
-}
-
-function gauge(name: string, help: string, value: number): Family {
-  return { name, help, type: 'gauge', samples: [{ value }] };
 }
