@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { merge, render, type Family } from '../src/metrics/exposition';
+import { ProcessCollector } from '../src/metrics/process';
 import { CloseCode, Opcode } from '../src/websocket';
 import { httpRequest, NO_RATE_LIMIT, startApp, type TestApp } from './helpers/app';
 import { findBinary } from './helpers/binaries';
@@ -70,6 +71,29 @@ describe('the exposition format 0.0.4', () => {
   it('refuses a counter without _total and an invalid name', () => {
     expect(() => render([{ name: 'a', help: 'A.', type: 'counter', samples: [] }])).toThrow('must end in _total');
     expect(() => render([{ name: 'a-b', help: 'A.', type: 'gauge', samples: [] }])).toThrow('invalid metric name');
+  });
+});
+
+describe('the process collector', () => {
+  it('reads CPU, memory and file descriptors; a blocked event loop shows in the delay', async () => {
+    const collector = new ProcessCollector();
+    onTestFinished(() => collector.stop());
+    const read = (families: Family[], name: string): number =>
+      (families.find((f) => f.name === name)!.samples[0] as { value: number }).value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const before = collector.collect();
+    // perf_hooks drops the first interval after the reset that collect() does: let one pass.
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const blockedUntil = performance.now() + 100;
+    while (performance.now() < blockedUntil); // the event loop is stuck for 100 ms
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const after = collector.collect();
+    // Blocked 100 ms: one sample waited at least that long, 10 ms of which is the sampling interval.
+    expect(read(after, 'nodejs_eventloop_lag_max_seconds')).toBeGreaterThanOrEqual(0.09);
+    expect(read(after, 'process_cpu_seconds_total')).toBeGreaterThan(read(before, 'process_cpu_seconds_total'));
+    expect(read(after, 'process_resident_memory_bytes')).toBeGreaterThan(read(after, 'nodejs_heap_size_used_bytes'));
+    expect(read(after, 'process_open_fds')).toBeGreaterThan(2);
+    expect(read(after, 'process_start_time_seconds')).toBeLessThanOrEqual(Date.now() / 1000);
   });
 });
 

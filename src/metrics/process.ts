@@ -21,9 +21,12 @@ export class ProcessCollector {
   collect(): Family[] {
     const cpu = process.cpuUsage();
     const memory = process.memoryUsage();
-    // perf_hooks reports nanoseconds; nothing sampled yet reads as 0.
-    const ns = (p: number): number => (this.loop.count > 0 ? this.loop.percentile(p) / 1e9 : 0);
-    const max = this.loop.count > 0 ? this.loop.max / 1e9 : 0;
+    // perf_hooks records the time between its samples, in nanoseconds: the delay is what exceeds the
+    // sampling interval. Nothing sampled yet reads as 0.
+    const sampled = this.loop.count > 0;
+    const delay = (ns: number): number => (sampled ? Math.max(0, ns / 1e9 - LOOP_RESOLUTION_MS / 1e3) : 0);
+    const ns = (p: number): number => delay(this.loop.percentile(p));
+    const max = delay(this.loop.max);
     const families: Family[] = [
       counter('process_cpu_user_seconds_total', 'User CPU time spent, in seconds.', cpu.user / 1e6),
       counter('process_cpu_system_seconds_total', 'System CPU time spent, in seconds.', cpu.system / 1e6),
