@@ -47,6 +47,9 @@ const TCP_HEADROOM = 256;
 /** Our own HTTP parser limit: request heads larger than this get 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
+/** A refused or failed handshake's socket errors: 'close' follows, and there is nobody to tell. */
+const ignoreErrors = (): void => {};
+
 /** A monotonic clock in whole milliseconds, for the per-address handshake rate. */
 const now = (): number => Math.floor(performance.now());
 
@@ -130,7 +133,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   server.on('request', (req, res) => handleRequest(ctx, req, res));
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {});
+    socket.on('error', ignoreErrors);
     const client = clientAddress(req, trusted);
     // Where the connection comes from, on every line about it: the client, and the proxy it came through.
     const at: LogFields = { peer: client.peer, via: client.via };
@@ -170,6 +173,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       log('refused', { ...at, path: req.url, origin: req.headers.origin ?? '', reason: 'handshake' });
       return;
     }
+    socket.off('error', ignoreErrors); // the connection listens for them now
     connections.add(conn);
     const release = openPerAddress.opened(key);
     void conn.closed.then(() => {

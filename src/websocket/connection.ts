@@ -65,6 +65,9 @@ const DEFAULT_READ_QUEUE = 16;
 /** 1 MiB of unsent data is ~250 full-size chat messages: a peer that far behind is not reading. */
 const DEFAULT_MAX_BUFFERED = 1024 * 1024;
 
+/** One listener for every connection's socket errors, not a closure each. */
+const ignore = (): void => {};
+
 export class WebSocketConnection implements FrameHandler {
   readonly role: Role;
   /** Resolves once the TCP connection is gone. Never rejects. */
@@ -122,7 +125,7 @@ export class WebSocketConnection implements FrameHandler {
     socket.setNoDelay(true); // chat messages are small and latency matters more than packet count
     socket.setTimeout(0);
     socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
-    socket.on('error', () => {}); // 'close' follows every error; the cause is not the peer's business
+    socket.on('error', ignore); // 'close' follows every error; the cause is not the peer's business
     socket.on('end', () => this.onSocketEnd());
     socket.on('close', () => this.onSocketClose());
     if (head && head.length > 0) this.parser.push(head);
