@@ -163,6 +163,8 @@ export class Channel<T> {
   private count = 0;
 
   private isClosed = false;
+  /** How many values receiveMany took with the ring last time: a new ring starts that large. */
+  private lastTaken = 0;
 
   // recvq: doubly linked FIFO (cancellable by select / abort / iterator return).
   private recvHead: Receiver | null = null;
@@ -316,7 +318,7 @@ export class Channel<T> {
     let i = 0;
     if (n >= this.count && this.head === 0 && this.count > 0) {
       out = this.ring as T[];
-      out.length = i = this.count;
+      out.length = i = this.lastTaken = this.count;
       this.ring = NO_SLOTS;
       this.count = 0;
     } else {
@@ -449,10 +451,14 @@ export class Channel<T> {
     return v;
   }
 
-  /** Doubles the ring (0 -> 4 -> 8 ...), capped at exactly `capacity`; unwraps it to index 0. */
+  /**
+   * Doubles the ring (0 -> 4 -> 8 ...), capped at exactly `capacity`; unwraps it to index 0. A first ring
+   * is as large as the last one receiveMany took: a consumer that drains bursts gets one allocation per
+   * burst, not a doubling series.
+   */
   private grow(): (T | undefined)[] {
     const old = this.ring;
-    const size = Math.min(this.capacity, old.length === 0 ? INITIAL_SLOTS : old.length * 2);
+    const size = Math.min(this.capacity, old.length === 0 ? Math.max(INITIAL_SLOTS, this.lastTaken) : old.length * 2);
     const ring = new Array<T | undefined>(size);
     for (let k = 0, j = this.head; k < this.count; k++) {
       ring[k] = old[j];
