@@ -181,9 +181,11 @@ export async function writePump(client: Client): Promise<void> {
   conn.close(client.closeCode ?? CloseCode.Normal, client.closeReason);
 }
 
+const isFrame = (out: Outbound): boolean => out instanceof PreparedFrame;
+
 /** The frames of a batch in order, a backlog's frames in its place (`first` itself when it is all frames). */
 function flatten(first: readonly Outbound[], more: readonly Outbound[]): readonly PreparedFrame[] {
-  if (more.length === 0 && first.every((out) => out instanceof PreparedFrame)) return first as readonly PreparedFrame[];
+  if (more.length === 0 && first.every(isFrame)) return first as readonly PreparedFrame[];
   const frames: PreparedFrame[] = [];
   for (const list of [first, more]) {
     for (const out of list) {
