@@ -479,17 +479,42 @@ describe('ring buffer', () => {
     expect(slots(ch).every((x) => x === undefined)).toBe(true);
   });
 
-  it('drops a large ring once drained, keeps a small one', async () => {
+  it('single receives drop a large ring once drained, keep a small one', async () => {
     const big = new Channel<number>(1024);
     for (let i = 0; i < 1000; i++) big.trySend(i);
     expect(slots(big).length).toBe(1024);
-    await big.receiveMany();
+    for (let i = 0; i < 1000; i++) await big.receive();
     expect(slots(big).length).toBe(0);
 
     const small = new Channel<number>(1024);
     for (let i = 0; i < 5; i++) small.trySend(i);
-    await small.receiveMany();
+    for (let i = 0; i < 5; i++) await small.receive();
     expect(slots(small).length).toBe(8);
+  });
+
+  it('receiveMany takes the ring along: a drained channel owns no slots, and refills in order', async () => {
+    const ch = new Channel<number>(256);
+    for (let i = 0; i < 5; i++) ch.trySend(i);
+    const ring = slots(ch);
+    const got = await ch.receiveMany();
+    expect(got).toEqual([0, 1, 2, 3, 4]);
+    expect(got).toBe(ring);
+    expect(slots(ch).length).toBe(0);
+    for (let i = 5; i < 8; i++) ch.trySend(i);
+    expect(slots(ch).length).toBe(5); // the size of the last burst taken, in one allocation
+    expect(got).toEqual([0, 1, 2, 3, 4]);
+    expect(ch.tryReceiveMany()).toEqual([5, 6, 7]);
+    expect(slots(ch).length).toBe(0);
+  });
+
+  it('receiveMany with a limit, or a ring that wrapped, copies and leaves the rest in order', async () => {
+    const ch = new Channel<number>(8);
+    for (let i = 0; i < 4; i++) ch.trySend(i);
+    await ch.receive(); // the head moves off slot 0
+    for (let i = 4; i < 6; i++) ch.trySend(i);
+    expect(await ch.receiveMany(2)).toEqual([1, 2]);
+    expect(await ch.receiveMany()).toEqual([3, 4, 5]);
+    expect(ch.length).toBe(0);
   });
 });
 

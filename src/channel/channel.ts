@@ -129,9 +129,9 @@ const NO_SLOTS: never[] = [];
 /** First allocation of the ring (or `capacity` if smaller). */
 const INITIAL_SLOTS = 4;
 /**
- * When the buffer drains empty, a ring larger than this is dropped, so that thousands of
- * idle clients do not each keep the slots of their last burst. Smaller rings are kept, so
- * a steady trickle never reallocates.
+ * When single receives drain the buffer empty, a ring larger than this is dropped, so that
+ * thousands of idle consumers do not each keep the slots of their last burst. Smaller rings
+ * are kept, so a steady trickle never reallocates. (receiveMany hands the ring over instead.)
  */
 const KEEP_SLOTS = 64;
 
@@ -163,6 +163,8 @@ export class Channel<T> {
   private count = 0;
 
   private isClosed = false;
+  /** How many values receiveMany took with the ring last time: a new ring starts that large. */
+  private lastTaken = 0;
 
   // recvq: doubly linked FIFO (cancellable by select / abort / iterator return).
   private recvHead: Receiver | null = null;
@@ -306,10 +308,22 @@ export class Channel<T> {
     return n > 0 ? this.drain(n) : [];
   }
 
-  /** Takes n values (n <= count + sendCount) in receive order. */
+  /**
+   * Takes n values (n <= count + sendCount) in receive order. Taking the whole buffer hands the ring
+   * itself over when it starts at slot 0: no copy, and the drained channel owns no slots until its next
+   * value (an idle client keeps nothing of its last burst).
+   */
   private drain(n: number): T[] {
-    const out = new Array<T>(n);
+    let out: T[];
     let i = 0;
+    if (n >= this.count && this.head === 0 && this.count > 0) {
+      out = this.ring as T[];
+      out.length = i = this.lastTaken = this.count;
+      this.ring = NO_SLOTS;
+      this.count = 0;
+    } else {
+      out = new Array<T>(n);
+    }
     while (i < n && this.count > 0) out[i++] = this.shift();
     while (i < n) {
       const s = this.shiftSender()!;
@@ -437,10 +451,14 @@ export class Channel<T> {
     return v;
   }
 
-  /** Doubles the ring (0 -> 4 -> 8 ...), capped at exactly `capacity`; unwraps it to index 0. */
+  /**
+   * Doubles the ring (0 -> 4 -> 8 ...), capped at exactly `capacity`; unwraps it to index 0. A first ring
+   * is as large as the last one receiveMany took: a consumer that drains bursts gets one allocation per
+   * burst, not a doubling series.
+   */
   private grow(): (T | undefined)[] {
     const old = this.ring;
-    const size = Math.min(this.capacity, old.length === 0 ? INITIAL_SLOTS : old.length * 2);
+    const size = Math.min(this.capacity, old.length === 0 ? Math.max(INITIAL_SLOTS, this.lastTaken) : old.length * 2);
     const ring = new Array<T | undefined>(size);
     for (let k = 0, j = this.head; k < this.count; k++) {
       ring[k] = old[j];

@@ -60,6 +60,9 @@ const TCP_HEADROOM = 256;
 /** Our own HTTP parser limit: request heads larger than this get 431. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
+/** A refused or failed handshake's socket errors: 'close' follows, and there is nobody to tell. */
+const ignoreErrors = (): void => {};
+
 /** A monotonic clock in whole milliseconds, for the per-address handshake rate. */
 const now = (): number => Math.floor(performance.now());
 
@@ -151,7 +154,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   server.on('connection', () => httpStats.accepted++);
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => {});
+    socket.on('error', ignoreErrors);
     httpStats.upgrades++;
     const client = clientAddress(req, trusted);
     // Where the connection comes from, on every line about it: the client, and the proxy it came through.
@@ -197,6 +200,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
       ...(route === 'chat' ? { checkOrigin } : {}),
     });
     if (conn === null) return;
+    socket.off('error', ignoreErrors); // the connection listens for them now
     connections.add(conn);
     const release = openPerAddress.opened(key);
     void conn.closed.then(() => {

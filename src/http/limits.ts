@@ -57,7 +57,7 @@ export class OpenConnections {
 
   /** A connection from `key` was accepted; call the returned function when it has closed. */
   opened(key: string): () => void {
-    if (this.max === 0) return () => {};
+    if (this.max === 0) return nothingToRelease;
     this.open.set(key, this.count(key) + 1);
     let released = false;
     return () => {
@@ -69,6 +69,9 @@ export class OpenConnections {
     };
   }
 }
+
+/** Without a limit there is nothing to count: one function for every connection, no closure each. */
+const nothingToRelease = (): void => {};
 
 /** How many addresses the handshake rate remembers at most: ~160-210 bytes each, 2.5-3.3 MiB in all. */
 export const MAX_TRACKED_ADDRESSES = 16_384;

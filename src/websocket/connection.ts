@@ -16,6 +16,7 @@
 import type { Socket } from 'node:net';
 import { CloseCode, isValidCloseCode } from './close-codes';
 import { FrameParser, type FrameHandler } from './frame-parser';
+import { bytesOf, FrameBatch } from './frame-batch';
 import { closePayload, encodeFrame, encodeMessageFrame, RSV1, type PreparedFrame } from './frame-writer';
 import { Opcode } from './opcodes';
 import type { DeflateSettings } from './permessage-deflate';
@@ -66,6 +67,9 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 const DEFAULT_READ_QUEUE = 16;
 /** 1 MiB of unsent data is ~250 full-size chat messages: a peer that far behind is not reading. */
 const DEFAULT_MAX_BUFFERED = 1024 * 1024;
+
+/** One listener for every connection's socket errors, not a closure each. */
+const ignore = (): void => {};
 
 export class WebSocketConnection implements FrameHandler {
   readonly role: Role;
@@ -130,7 +134,7 @@ export class WebSocketConnection implements FrameHandler {
       this.stats.bytesIn += chunk.length;
       this.parser.push(chunk);
     });
-    socket.on('error', () => {}); // 'close' follows every error; the cause is not the peer's business
+    socket.on('error', ignore); // 'close' follows every error; the cause is not the peer's business
     socket.on('end', () => this.onSocketEnd());
     socket.on('close', () => this.onSocketClose());
     if (head && head.length > 0) {
@@ -202,31 +206,18 @@ export class WebSocketConnection implements FrameHandler {
 
   /**
    * Writes frames encoded once for many sockets (server role: §5.1 server frames are unmasked) with one
-   * write: a batch is copied into a single buffer, which costs less than a corked chunk per frame (and
-   * leaves one short-lived object, not one per frame). With permessage-deflate, each frame's compressed
-   * bytes: computed by the first connection that needs them, shared by all the others.
+   * write: a batch goes out as a single buffer, which costs less than a corked chunk per frame, and
+   * connections writing the same batch share that buffer (FrameBatch). With permessage-deflate, each
+   * frame's compressed bytes: computed by the first connection that needs them, shared by all the others.
    */
   sendFrames(frames: readonly PreparedFrame[]): boolean {
     const count = frames.length;
     if (this.state !== 'open' || count === 0) return false;
     this.stats.messagesOut += count;
     if (this.deflateWindowBits !== 0) this.countDeflate(frames);
-    if (count === 1) return this.write(this.bytesOf(frames[0]!));
-    let total = 0;
-    let largest = 0;
-    for (let i = 0; i < count; i++) {
-      const length = this.bytesOf(frames[i]!).length;
-      total += length;
-      if (length > largest) largest = length;
-    }
-    const batch = Buffer.allocUnsafe(total);
-    let offset = 0;
-    for (let i = 0; i < count; i++) {
-      const bytes = this.bytesOf(frames[i]!);
-      batch.set(bytes, offset);
-      offset += bytes.length;
-    }
-    return this.write(batch, largest);
+    if (count === 1) return this.write(bytesOf(frames[0]!, this.deflateWindowBits));
+    const batch = FrameBatch.of(frames, this.deflateWindowBits);
+    return this.write(batch.bytes, batch.largest);
   }
 
   /** Compression on this connection: sizes before and after, and how many went compressed. */
@@ -244,11 +235,6 @@ export class WebSocketConnection implements FrameHandler {
     this.stats.deflateBefore += before;
     this.stats.deflateAfter += after;
     this.stats.compressedOut += compressed;
-  }
-
-  /** The encoding of `frame` this connection negotiated. */
-  private bytesOf(frame: PreparedFrame): Buffer {
-    return this.deflateWindowBits === 0 ? frame.bytes : frame.deflatedBytes(this.deflateWindowBits);
   }
 
   /** Resolves when the socket has room again (or the connection is gone). */

@@ -22,7 +22,7 @@
 import { CloseCode, isValidCloseCode } from './close-codes';
 import { RSV1 } from './frame-writer';
 import { Inflater } from './inflater';
-import { applyMask } from './mask';
+import { applyPackedMask, packMaskKey } from './mask';
 import { isControl, MAX_CONTROL_PAYLOAD, Opcode } from './opcodes';
 import { isUtf8, Utf8Validator } from './utf8';
 
@@ -54,6 +54,8 @@ const PAYLOAD = 1;
 const DONE = 2;
 
 const EMPTY = Buffer.alloc(0);
+/** The longest frame header: 2 bytes, a 64-bit length, a masking key (§5.2). */
+const MAX_HEADER = 14;
 /** A fragmented message's buffer starts at this size and doubles (capped by the limit and known sizes). */
 const MIN_MESSAGE_BUFFER = 1024;
 
@@ -68,15 +70,16 @@ export function maxCompressedBytes(limit: number): number {
 export class FrameParser {
   private state = HEADER;
 
-  // Header bytes gathered across chunks (2 + 8 + 4 at most).
-  private readonly header = Buffer.alloc(14);
+  // Header bytes gathered across chunks (2 + 8 + 4 at most); made the first time a header is split.
+  private header: Buffer | null = null;
   private headerLength = 0;
 
   // The frame being read.
   private fin = false;
   private opcode = 0;
   private masked = false;
-  private readonly maskKey = Buffer.alloc(4);
+  /** The frame's masking key, packed (packMaskKey): a number, not a buffer per connection. */
+  private maskKey = 0;
   private remaining = 0;
   private payloadOffset = 0;
 
@@ -84,7 +87,8 @@ export class FrameParser {
   private messageOpcode = 0;
   private messageBuffer: Buffer | null = null;
   private messageLength = 0;
-  private readonly utf8 = new Utf8Validator();
+  /** Made for the first text message that is fragmented or compressed (whole ones are checked at once). */
+  private utf8: Utf8Validator | null = null;
 
   // RFC 7692: the message in progress is compressed (its first frame had RSV1); its compressed size so far.
   private compressed = false;
@@ -167,7 +171,7 @@ export class FrameParser {
     } else {
       // Slow path: gather the header across chunks; check the first two bytes as soon as they are here.
       let i = offset;
-      const header = this.header;
+      const header = (this.header ??= Buffer.allocUnsafe(MAX_HEADER));
       while (this.headerLength < 2 && i < chunk.length) header[this.headerLength++] = chunk[i++]!;
       if (this.headerLength < 2) return i;
       if (this.headerLength === 2 && i > offset && !this.checkFirstBytes(header[0]!, header[1]!)) return chunk.length;
@@ -200,12 +204,7 @@ export class FrameParser {
       if (hi !== 0) return this.fail(CloseCode.MessageTooBig, 'message too big', chunk);
       length = lo;
     }
-    if (this.masked) {
-      this.maskKey[0] = src[at]!;
-      this.maskKey[1] = src[at + 1]!;
-      this.maskKey[2] = src[at + 2]!;
-      this.maskKey[3] = src[at + 3]!;
-    }
+    if (this.masked) this.maskKey = packMaskKey(src, at);
 
     if (isControl(this.opcode)) {
       this.control = length === 0 ? EMPTY : Buffer.allocUnsafe(length);
@@ -215,7 +214,7 @@ export class FrameParser {
         this.messageLength = 0;
         this.compressed = (b0 & RSV1) !== 0;
         this.compressedLength = 0;
-        this.utf8.reset();
+        this.utf8?.reset();
       }
       // §10.4: enforce the limit on the declared length, summed over fragments, before buffering.
       // A compressed message is held to its inflated size as it inflates, and to a bound on its input.
@@ -281,14 +280,14 @@ export class FrameParser {
     if (isControl(this.opcode)) {
       chunk.copy(this.control, this.payloadOffset, offset, end);
       const at = this.payloadOffset;
-      if (this.masked) applyMask(this.control, at, at + n, this.maskKey, at);
+      if (this.masked) applyPackedMask(this.control, at, at + n, this.maskKey, at);
     } else if (this.compressed) {
       // RFC 7692 §7.2.2: inflate as it arrives (unmasked in place, like the fast path below).
-      if (this.masked) applyMask(chunk, offset, end, this.maskKey, this.payloadOffset);
+      if (this.masked) applyPackedMask(chunk, offset, end, this.maskKey, this.payloadOffset);
       if (!this.inflate(chunk, offset, end)) return chunk.length;
     } else if (this.fin && this.opcode !== Opcode.Continuation && n === this.remaining && this.payloadOffset === 0) {
       // Fast path: a whole unfragmented message inside this chunk is unmasked in place, not copied.
-      if (this.masked) applyMask(chunk, offset, end, this.maskKey, 0);
+      if (this.masked) applyPackedMask(chunk, offset, end, this.maskKey, 0);
       const data = chunk.subarray(offset, end);
       this.remaining = 0;
       this.state = HEADER;
@@ -302,10 +301,10 @@ export class FrameParser {
       const buffer = this.reserve(n);
       const at = this.messageLength;
       chunk.copy(buffer, at, offset, end);
-      if (this.masked) applyMask(buffer, at, at + n, this.maskKey, this.payloadOffset);
+      if (this.masked) applyPackedMask(buffer, at, at + n, this.maskKey, this.payloadOffset);
       this.messageLength += n;
       // §8.1: fail fast: a text message is invalid from its first bad byte, whatever follows.
-      if (this.messageOpcode === Opcode.Text && !this.utf8.update(buffer, at, at + n)) {
+      if (this.messageOpcode === Opcode.Text && !this.validator().update(buffer, at, at + n)) {
         return this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message', chunk);
       }
     }
@@ -348,7 +347,7 @@ export class FrameParser {
       return;
     }
     // §8.1: the message must not end inside a code point.
-    if (this.messageOpcode === Opcode.Text && !this.utf8.complete) {
+    if (this.messageOpcode === Opcode.Text && this.utf8 !== null && !this.utf8.complete) {
       this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
       return;
     }
@@ -358,6 +357,11 @@ export class FrameParser {
     this.messageLength = 0;
     this.messageOpcode = 0;
     this.handler.onMessage(binary, data);
+  }
+
+  /** The UTF-8 state of the text message in progress, made on first need. */
+  private validator(): Utf8Validator {
+    return (this.utf8 ??= new Utf8Validator());
   }
 
   /** The connection's inflater, made on its first compressed message (it holds zlib only while in use). */
@@ -382,7 +386,8 @@ export class FrameParser {
       return false;
     }
     // §8.1: fail fast on the inflated text, as for uncompressed fragments.
-    if (this.messageOpcode === Opcode.Text && !this.utf8.update(inflater.output ?? EMPTY, before, inflater.length)) {
+    const text = this.messageOpcode === Opcode.Text;
+    if (text && !this.validator().update(inflater.output ?? EMPTY, before, inflater.length)) {
       this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
       return false;
     }
@@ -405,7 +410,8 @@ export class FrameParser {
       return;
     }
     const binary = this.messageOpcode === Opcode.Binary;
-    if (!binary && !(this.utf8.update(data, before, data.length) && this.utf8.complete)) {
+    const utf8 = binary ? null : this.validator();
+    if (utf8 !== null && !(utf8.update(data, before, data.length) && utf8.complete)) {
       this.fail(CloseCode.InvalidPayload, 'invalid UTF-8 in text message');
       return;
     }

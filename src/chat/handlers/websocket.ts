@@ -14,7 +14,7 @@ import { Client, type Outbound } from '../models/client';
 import type { HubChannels } from '../models/hub';
 import { encodeError } from '../models/message';
 import { nameProblem } from '../models/names';
-import { isRefusal, lessonRequest, MAX_CID_LENGTH, parseHello, parseRequest } from '../models/protocol';
+import { isRefusal, lessonRequest, MAX_CID_LENGTH, parseHello, parseRequest, type Hello } from '../models/protocol';
 import { TokenBucket } from '../models/rate-limit';
 import { ChatStats } from '../models/stats';
 
@@ -46,45 +46,55 @@ export async function handleWebSocket(
   const client = new Client(conn, options.sendQueue);
   client.log = log;
   const writing = writePump(client, stats); // go writePump(client)
-
-  // Step 1 (the exercise): the first text message is the user name, or a v2 hello.
-  const deadline = setTimeout(() => {
-    stats.drops.joinTimeout++;
-    conn.close(CloseCode.PolicyViolation, 'no name sent in time');
-  }, options.joinTimeoutMs);
-  const first = await conn.read();
-  clearTimeout(deadline);
-  if (first === null) {
-    client.finish(CloseCode.Normal, '');
-  } else if (first.binary) {
-    log('refused', { reason: 'binary name' });
-    stats.drops.unsupportedData++;
-    client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
-  } else {
-    const hello = parseHello(first.data);
-    const problem = isRefusal(hello) ? hello.problem : nameProblem(hello.name);
-    if (problem !== undefined) {
-      const name = isRefusal(hello) ? '' : hello.name;
-      log('refused', { name, reason: problem });
-      stats.drops.helloRefused++;
-      refuse(client, problem);
-    } else if (!isRefusal(hello)) {
-      client.name = hello.name;
-      client.hello = hello;
-      try {
-        await hub.register.send(client);
-        stats.hellos++;
-        await readPump(client, hub, options, stats);
-      } catch (error) {
-        if (!(error instanceof ChannelClosedError)) throw error;
-        client.finish(CloseCode.GoingAway, 'server shutting down'); // the Hub has stopped
-      }
+  const hello = await readHello(client, options.joinTimeoutMs, stats);
+  if (hello !== null) {
+    client.name = hello.name;
+    client.hello = hello;
+    try {
+      await hub.register.send(client);
+      stats.hellos++;
+      await readPump(client, hub, options, stats);
+    } catch (error) {
+      if (!(error instanceof ChannelClosedError)) throw error;
+      client.finish(CloseCode.GoingAway, 'server shutting down'); // the Hub has stopped
     }
   }
 
   await writing;
   const info = await conn.closed;
   log('disconnect', { name: client.name, code: info.code, reason: info.reason, sent: info.sentCode });
+}
+
+/**
+ * Step 1 (the exercise): the first text message is the user name, or a v2 hello. Null when there is none
+ * or it is refused (the client is finished then). A function of its own, so that the handler, which waits
+ * as long as the client stays, does not keep the first message or its timer.
+ */
+async function readHello(client: Client, joinTimeoutMs: number, stats: ChatStats): Promise<Hello | null> {
+  const { conn, log } = client;
+  const deadline = setTimeout(() => {
+    stats.drops.joinTimeout++;
+    conn.close(CloseCode.PolicyViolation, 'no name sent in time');
+  }, joinTimeoutMs);
+  const first = await conn.read();
+  clearTimeout(deadline);
+  if (first === null) {
+    client.finish(CloseCode.Normal, '');
+    return null;
+  }
+  if (first.binary) {
+    log('refused', { reason: 'binary name' });
+    stats.drops.unsupportedData++;
+    client.finish(CloseCode.UnsupportedData, 'binary messages are not supported');
+    return null;
+  }
+  const hello = parseHello(first.data);
+  const problem = isRefusal(hello) ? hello.problem : nameProblem(hello.name);
+  if (!isRefusal(hello) && problem === undefined) return hello;
+  log('refused', { name: isRefusal(hello) ? '' : hello.name, reason: problem });
+  stats.drops.helloRefused++;
+  refuse(client, problem ?? '');
+  return null;
 }
 
 /** A refused hello: an error saying why, then close 1008. */
@@ -117,7 +127,8 @@ export async function readPump(
   options: ChatOptions,
   stats: ChatStats = UNOBSERVED,
 ): Promise<void> {
-  const bucket = new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, Date.now());
+  // Made on the first message: until then it would only have stayed full.
+  let bucket: TokenBucket | undefined;
   const v2 = client.hello!.v2;
   let refusedInARow = 0;
   try {
@@ -133,7 +144,8 @@ export async function readPump(
         client.endWith(CloseCode.UnsupportedData, 'binary messages are not supported');
         break;
       }
-      if (!bucket.take(Date.now())) {
+      const now = Date.now();
+      if (!(bucket ??= new TokenBucket(options.rateLimitPerSec, options.rateLimitBurst, now)).take(now)) {
         if (++refusedInARow > options.rateLimitBurst) {
           stats.drops.rateLimit++;
           client.endWith(CloseCode.PolicyViolation, 'rate limit exceeded');
@@ -197,8 +209,11 @@ export async function writePump(client: Client, stats: ChatStats = UNOBSERVED): 
   conn.close(client.closeCode ?? CloseCode.Normal, client.closeReason);
 }
 
-/** The frames of a batch in order, a backlog's frames in its place. */
-function flatten(first: readonly Outbound[], more: readonly Outbound[]): PreparedFrame[] {
+const isFrame = (out: Outbound): boolean => out instanceof PreparedFrame;
+
+/** The frames of a batch in order, a backlog's frames in its place (`first` itself when it is all frames). */
+function flatten(first: readonly Outbound[], more: readonly Outbound[]): readonly PreparedFrame[] {
+  if (more.length === 0 && first.every(isFrame)) return first as readonly PreparedFrame[];
   const frames: PreparedFrame[] = [];
   for (const list of [first, more]) {
     for (const out of list) {

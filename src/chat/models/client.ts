@@ -19,8 +19,6 @@ export class Client {
   hello: Hello | null = null;
   /** The session this connection speaks for, once the Hub has admitted it. */
   session: Session | null = null;
-  /** When the WebSocket connection was accepted. */
-  readonly connectedAt = new Date();
   /** The lesson's Send chan: bounded, so a slow reader costs at most `capacity` queued entries. */
   readonly send: Channel<Outbound>;
   /** Why the server ended this client, when it did; the writePump closes the connection with it. */

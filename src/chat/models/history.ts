@@ -23,19 +23,21 @@ export function newEpoch(): string {
 
 /** First ring allocation; doubles up to `size`. A quiet inbox costs a few slots, not a thousand. */
 const INITIAL_SLOTS = 8;
+/** The slots of a stream that holds nothing yet, shared: put() grows a ring of its own before writing. */
+const NO_SLOTS: never[] = [];
 
 export class Stream {
   /** Set by reset() only (a cluster node's cache follows Redis). */
   epoch = newEpoch();
   /** The latest offset given; 0 before the first message. */
   top = 0;
-  private slots: (string | undefined)[] = [];
+  private slots: (string | undefined)[] = NO_SLOTS;
   /** Per slot, the de-duplication key of the message in it, if it had a cid. */
-  private keys: (string | undefined)[] = [];
+  private keys: (string | undefined)[] = NO_SLOTS;
   private start = 0;
   private count = 0;
-  /** De-duplication key (sender and cid) -> offset, for the messages still held. */
-  private readonly byKey = new Map<string, number>();
+  /** De-duplication key (sender and cid) -> offset, for the messages still held; made for the first cid. */
+  private byKey: Map<string, number> | null = null;
 
   constructor(
     readonly name: string,
@@ -58,7 +60,7 @@ export class Stream {
 
   /** Where a message with this de-duplication key was stored, if it is still held. */
   find(key: string): number | undefined {
-    return this.byKey.get(key);
+    return this.byKey?.get(key);
   }
 
   append(message: ChatMessage, key?: string): Stored {
@@ -80,7 +82,7 @@ export class Stream {
       // Full: the oldest message makes room (and forgets its key).
       at = this.start;
       const evicted = this.keys[at];
-      if (evicted !== undefined && this.byKey.get(evicted) === offset - this.count) this.byKey.delete(evicted);
+      if (evicted !== undefined && this.byKey?.get(evicted) === offset - this.count) this.byKey.delete(evicted);
       this.start = (this.start + 1) % this.slots.length;
       this.count--;
     } else if (at >= this.slots.length) {
@@ -89,18 +91,18 @@ export class Stream {
     this.slots[at] = json;
     this.keys[at] = key;
     this.count++;
-    if (key !== undefined) this.byKey.set(key, offset);
+    if (key !== undefined) (this.byKey ??= new Map()).set(key, offset);
   }
 
   /** Forgets everything held and goes on from `top` in `epoch` (a cache whose source moved on or was lost). */
   reset(epoch: string, top: number): void {
     this.epoch = epoch;
     this.top = top;
-    this.slots = [];
-    this.keys = [];
+    this.slots = NO_SLOTS;
+    this.keys = NO_SLOTS;
     this.start = 0;
     this.count = 0;
-    this.byKey.clear();
+    this.byKey = null;
   }
 
   /** The JSON of the held messages with offsets in [from, to], oldest first. */

@@ -86,7 +86,7 @@ function object(text: string): Json | string {
 
 /** The first message: a plain name (the lesson) or a JSON hello (v2). */
 export function parseHello(text: string): Hello | Refusal {
-  if (!text.startsWith('{')) return { name: text, v2: false, token: undefined, resume: new Map() };
+  if (!text.startsWith('{')) return { name: text, v2: false, token: undefined, resume: NO_RESUME };
   const m = object(text);
   if (typeof m === 'string') return { problem: `hello: ${m}`, cid: undefined };
   if (m.type !== 'hello') return { problem: 'the first message must be {"type":"hello","name":...}', cid: undefined };
@@ -99,12 +99,15 @@ export function parseHello(text: string): Hello | Refusal {
   return { name: m.name, v2: true, token: m.token as string | undefined, resume };
 }
 
+/** A hello that resumes nothing: one shared empty map, not one per connection (Hello.resume is read-only). */
+const NO_RESUME: ReadonlyMap<string, Position> = new Map();
+
 /** The most streams a resume may name: every room a client may be in, its inbox, and some slack. */
 const MAX_RESUME_STREAMS = 64;
 
-function parseResume(value: unknown): Map<string, Position> | string {
+function parseResume(value: unknown): ReadonlyMap<string, Position> | string {
+  if (value === undefined) return NO_RESUME;
   const resume = new Map<string, Position>();
-  if (value === undefined) return resume;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return '"resume" must be an object: {"<stream>": {"epoch": "...", "offset": n}}';
   }

@@ -18,14 +18,12 @@ export function newToken(): string {
 export class Session {
   /** Proof of the name for a later hello: 144 random bits, unguessable. */
   readonly token: string;
-  /** The private inbox, `@` + the name's key: stored here, it outlives a dropped connection. */
-  readonly inbox: Stream;
-  /** The inbox's one member is the session itself. */
-  readonly inboxMembers: Members = new Map();
   readonly rooms = new Set<Room>();
   readonly connectedAt: Date;
   /** Set while the session waits for its client to come back. */
   grace: NodeJS.Timeout | null = null;
+  private privateStream: Stream | null = null;
+  private privateMembers: Members | null = null;
 
   constructor(
     /** As its owner typed it. */
@@ -36,14 +34,25 @@ export class Session {
     readonly v2: boolean,
     /** The connection now, or null during the grace period. */
     public client: Client | null,
-    historySize: number,
+    private readonly historySize: number,
     /** A session that already exists elsewhere (a cluster node resuming it) keeps its token and its start. */
     known?: { readonly token: string; readonly connectedAt: Date },
   ) {
     this.token = known?.token ?? newToken();
     this.connectedAt = known?.connectedAt ?? new Date();
-    this.inbox = new Stream(`@${key}`, historySize);
-    this.inboxMembers.set(this, 0);
+  }
+
+  /**
+   * The private inbox, `@` + the name's key: stored here, it outlives a dropped connection. Made on first
+   * use (a v2 welcome, a private message): a session nobody writes to costs no stream.
+   */
+  get inbox(): Stream {
+    return (this.privateStream ??= new Stream(`@${this.key}`, this.historySize));
+  }
+
+  /** The inbox's one member is the session itself. */
+  get inboxMembers(): Members {
+    return (this.privateMembers ??= new Map([[this, 0]]));
   }
 
   /**
