@@ -119,7 +119,7 @@ describe('LOG_FORMAT=json, node dist/server.js', () => {
     expect(events.map((e) => e.event)).toEqual(['listening', 'connect', 'disconnect', 'shutdown']);
     const where = `127.0.0.1:${port}`;
     expect(events[0]).toMatchObject({ level: 'info', url: `http://${where}`, chat: `ws://${where}/ws` });
-    expect(events[2]).toMatchObject({ path: '/echo', code: 1000, reason: 'bye' });
+    expect(events[2]).toMatchObject({ path: '/echo', code: 1000, reason: 'bye', sent: 1000 });
     expect(events[3]).toMatchObject({ signal: 'SIGTERM' });
   });
 });

@@ -221,7 +221,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
           })
         : handleEcho(conn).then(async () => {
             const info = await conn.closed;
-            connLog('disconnect', { path: '/echo', code: info.code, reason: info.reason });
+            connLog('disconnect', { path: '/echo', code: info.code, reason: info.reason, sent: info.sentCode });
           });
     done.catch((error: unknown) => {
       log('error', { ...at, error: String(error) }, 'error');
