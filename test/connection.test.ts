@@ -78,7 +78,7 @@ describe('echo over raw sockets (exact bytes)', () => {
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true); // a FIN from the server, not a reset
     expect(rest.length).toBe(0);
-    await shared.t.logged(/^disconnect path=\/echo code=1000 reason="normal bye" peer=127\.0\.0\.1:\d+$/);
+    await shared.t.logged(/^disconnect path=\/echo code=1000 reason="normal bye" sent=1000 peer=127\.0\.0\.1:\d+$/);
   });
 
   it('echoes other valid codes the same way', async () => {
@@ -97,7 +97,7 @@ describe('echo over raw sockets (exact bytes)', () => {
     const { ended, rest } = await c.untilClosed();
     expect(ended).toBe(true);
     expect(rest.length).toBe(0);
-    await shared.t.logged(/^disconnect path=\/echo code=1005 reason="" peer=127\.0\.0\.1:\d+$/);
+    await shared.t.logged(/^disconnect path=\/echo code=1005 reason="" sent=1005 peer=127\.0\.0\.1:\d+$/);
   });
 
   it('ignores frames after the peer close', async () => {
