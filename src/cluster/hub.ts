@@ -156,7 +156,13 @@ export class ClusterHub {
    * What is true on this node now: its sessions and connections; the rooms it follows (feeds with a
    * room) and what their caches hold. The cluster's whole chat is in Redis.
    */
-  gauges(): ChatGauges {
+  gauges(): Promise<ChatGauges> {
+    // A stopped loop answers nothing: say so rather than leave the scrape waiting.
+    if (this.events.closed) return Promise.reject(new Error('the hub has stopped'));
+    return this.inLoop(() => this.count());
+  }
+
+  private count(): ChatGauges {
     let rooms = 0;
     let historyMessages = 0;
     for (const feed of this.feeds.values()) {

@@ -247,7 +247,7 @@ export function createApp(config: Config, out: Logger = silentLogger): App {
   const processCollector = config.metricsPort === null ? undefined : new ProcessCollector();
   const collectMetrics = async (): Promise<Family[]> => {
     const sockets = await new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n ?? 0)));
-    const gauges = hub.gauges();
+    const gauges = await hub.gauges();
     const links = node?.links ?? [];
     const chat = chatFamilies({ http: httpStats, sockets, websocket: wsStats, chat: chatStats, gauges, links });
     return [...(processCollector?.collect() ?? []), ...chat];

@@ -96,12 +96,9 @@ export class Hub {
     });
   }
 
-  /** What is true now. Read synchronously (one thread): no message to the loop needed for a count. */
-  gauges(): ChatGauges {
-    let historyMessages = 0;
-    for (const room of this.rooms) historyMessages += room.stream.held;
-    for (const session of this.sessions.values()) historyMessages += session.inbox.held;
-    return { sessions: this.sessions.size, clients: this.clients.size, rooms: this.rooms.size, historyMessages };
+  /** What is true now (the metrics' gauges), asked through the queries channel like every question. */
+  gauges(): Promise<ChatGauges> {
+    return ask(this, (reply) => ({ kind: 'gauges', reply }));
   }
 
   // ---- register: a hello ----
@@ -356,6 +353,13 @@ export class Hub {
         for (const r of this.rooms) rows.push({ room: r.name, members: r.members.size, ...r.stream.position });
         return void q.reply.trySend(rows);
       }
+      case 'gauges': {
+        let historyMessages = 0;
+        for (const room of this.rooms) historyMessages += room.stream.held;
+        for (const session of this.sessions.values()) historyMessages += session.inbox.held;
+        const counts = { sessions: this.sessions.size, clients: this.clients.size, rooms: this.rooms.size };
+        return void q.reply.trySend({ ...counts, historyMessages });
+      }
       case 'history': {
         const stream = this.rooms.get(q.room)?.stream;
         if (stream === undefined) return void q.reply.trySend(undefined);
@@ -429,6 +433,7 @@ export interface RoomHistory {
 export type Query =
   | { readonly kind: 'clients'; readonly room?: string; readonly reply: Channel<ClientInfo[] | undefined> }
   | { readonly kind: 'rooms'; readonly reply: Channel<RoomInfo[]> }
+  | { readonly kind: 'gauges'; readonly reply: Channel<ChatGauges> }
   | {
       readonly kind: 'history';
       readonly room: string;
@@ -503,7 +508,8 @@ export interface HubChannels {
   readonly quit: Channel<{ readonly code: number; readonly reason: string }>;
   run(): Promise<void>;
   /** What is true now (for metrics): sessions, connections, rooms, history held. */
-  gauges(): ChatGauges;
+  /** Counts for the metrics, answered by the hub's own loop. */
+  gauges(): Promise<ChatGauges>;
 }
 
 /** The HTTP endpoints' questions: who is online, the rooms, a room's history (undefined: no such room). */
