@@ -54,9 +54,18 @@ export function compressedFragments(
   return frames;
 }
 
-/** The first-byte flags and opcode of each unmasked frame in `bytes` (a server's side of the stream). */
-export function frameHeads(bytes: Buffer): { fin: boolean; rsv1: boolean; opcode: number; length: number }[] {
-  const heads: { fin: boolean; rsv1: boolean; opcode: number; length: number }[] = [];
+/** A frame's head, and its payload as sent (still masked when the frame is). */
+export interface FrameHead {
+  readonly fin: boolean;
+  readonly rsv1: boolean;
+  readonly opcode: number;
+  readonly length: number;
+  readonly payload: Buffer;
+}
+
+/** The first-byte flags, opcode and payload of each frame in `bytes` (a server's side of the stream). */
+export function frameHeads(bytes: Buffer): FrameHead[] {
+  const heads: FrameHead[] = [];
   let at = 0;
   while (at + 2 <= bytes.length) {
     const b0 = bytes[at]!;
@@ -74,7 +83,8 @@ export function frameHeads(bytes: Buffer): { fin: boolean; rsv1: boolean; opcode
     }
     if (b1 & 0x80) header += 4;
     if (at + header + length > bytes.length) break;
-    heads.push({ fin: (b0 & 0x80) !== 0, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, length });
+    const payload = bytes.subarray(at + header, at + header + length);
+    heads.push({ fin: (b0 & 0x80) !== 0, rsv1: (b0 & 0x40) !== 0, opcode: b0 & 0x0f, length, payload });
     at += header + length;
   }
   return heads;
