@@ -123,7 +123,9 @@ describe(`interop: Node ${process.versions.node} built-in WebSocket client${FLAG
     expect(result.close).toEqual({ code: 4000, reason: '', wasClean: true });
     // The server's CloseInfo saw the client's code and reason.
     const [line] = await shared.t.logged(/^disconnect path=\/echo code=4000 /);
-    expect(line).toMatch(/^disconnect path=\/echo code=4000 reason="interop done ✓" sent=4000 peer=127\.0\.0\.1:\d+$/);
+    expect(line).toMatch(
+      /^disconnect path=\/echo code=4000 reason="interop done ✓" sent=4000 peer=127\.0\.0\.1:\d+$/,
+    );
   });
 
   it('a message above MAX_MESSAGE_BYTES is closed with 1009', async () => {
