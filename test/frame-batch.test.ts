@@ -33,6 +33,17 @@ describe('FrameBatch', () => {
     expect(FrameBatch.of([PreparedFrame.text('a'), bb], 0)).not.toBe(FrameBatch.of([a, bb], 0));
   });
 
+  it('with permessage-deflate, counts its frames uncompressed and those that went compressed', () => {
+    const long = PreparedFrame.text('a compressible message, '.repeat(20)); // 480 bytes: deflated
+    const batch = FrameBatch.of([a, long, bb], 15); // 'a' and 'bb' are under the threshold: plain
+    expect(batch.plainBytes).toBe(a.bytes.length + long.bytes.length + bb.bytes.length);
+    expect(batch.compressed).toBe(1);
+    const deflated = long.deflatedBytes(15);
+    expect(deflated[0]! & 0x40).toBe(0x40); // RSV1
+    expect(batch.bytes.length).toBe(a.bytes.length + deflated.length + bb.bytes.length);
+    expect(batch.bytes.length).toBeLessThan(batch.plainBytes);
+  });
+
   it('does not follow the caller reusing its array', () => {
     const list = [a, bb];
     const first = FrameBatch.of(list, 0);

@@ -214,24 +214,21 @@ export class WebSocketConnection implements FrameHandler {
     const count = frames.length;
     if (this.state !== 'open' || count === 0) return false;
     this.stats.messagesOut += count;
-    if (this.deflateWindowBits !== 0) this.countDeflate(frames);
-    if (count === 1) return this.write(bytesOf(frames[0]!, this.deflateWindowBits));
-    const batch = FrameBatch.of(frames, this.deflateWindowBits);
+    const bits = this.deflateWindowBits;
+    if (count === 1) {
+      const frame = frames[0]!;
+      const bytes = bytesOf(frame, bits);
+      if (bits !== 0) this.countDeflate(frame.bytes.length, bytes.length, bytes !== frame.bytes ? 1 : 0);
+      return this.write(bytes);
+    }
+    // Sizes and counts come with the batch: worked out once, not again by every connection that writes it.
+    const batch = FrameBatch.of(frames, bits);
+    if (bits !== 0) this.countDeflate(batch.plainBytes, batch.bytes.length, batch.compressed);
     return this.write(batch.bytes, batch.largest);
   }
 
-  /** Compression on this connection: sizes before and after, and how many went compressed. */
-  private countDeflate(frames: readonly PreparedFrame[]): void {
-    let before = 0;
-    let after = 0;
-    let compressed = 0;
-    for (let i = 0; i < frames.length; i++) {
-      const frame = frames[i]!;
-      const bytes = frame.deflatedBytes(this.deflateWindowBits);
-      before += frame.bytes.length;
-      after += bytes.length;
-      if (bytes !== frame.bytes) compressed++;
-    }
+  /** Compression on this connection: sizes before and after, and how many messages went compressed. */
+  private countDeflate(before: number, after: number, compressed: number): void {
     this.stats.deflateBefore += before;
     this.stats.deflateAfter += after;
     this.stats.compressedOut += compressed;

@@ -18,6 +18,9 @@ export class FrameBatch {
     readonly bytes: Buffer,
     /** The largest frame in it. */
     readonly largest: number,
+    /** With permessage-deflate: its frames' size uncompressed, and how many of them went compressed. */
+    readonly plainBytes: number,
+    readonly compressed: number,
   ) {}
 
   /** The batch of `frames` encoded for `windowBits` (0: uncompressed): the last one built, if it is the same. */
@@ -38,10 +41,15 @@ export class FrameBatch {
     const count = frames.length;
     let total = 0;
     let largest = 0;
+    let plainBytes = 0;
+    let compressed = 0;
     for (let i = 0; i < count; i++) {
-      const length = bytesOf(frames[i]!, windowBits).length;
-      total += length;
-      if (length > largest) largest = length;
+      const frame = frames[i]!;
+      const encoded = bytesOf(frame, windowBits);
+      total += encoded.length;
+      if (encoded.length > largest) largest = encoded.length;
+      plainBytes += frame.bytes.length;
+      if (encoded !== frame.bytes) compressed++;
     }
     const bytes = Buffer.allocUnsafe(total);
     let offset = 0;
@@ -50,7 +58,7 @@ export class FrameBatch {
       bytes.set(frame, offset);
       offset += frame.length;
     }
-    return new FrameBatch(frames.slice(), windowBits, bytes, largest);
+    return new FrameBatch(frames.slice(), windowBits, bytes, largest, plainBytes, compressed);
   }
 }
 
