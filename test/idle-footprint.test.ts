@@ -31,6 +31,8 @@ describe('an idle registered connection', () => {
     await alice.next(chatFrom('bob', `m${burst - 1}`));
     await bob.next(chatFrom('bob', `m${burst - 1}`));
 
+    // Counting for the metrics makes nothing either.
+    expect((await t.app.hub.gauges()).sessions).toBe(2);
     const clients = clientsOf(t.app.hub);
     expect(clients.map((c) => c.name).sort()).toEqual(['alice', 'bob']);
     for (const client of clients) {

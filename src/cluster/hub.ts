@@ -399,7 +399,7 @@ export class ClusterHub {
 
   /** Takes a session out of every feed's members (it joins them again on a resume). */
   private leaveFeeds(session: Session): void {
-    for (const name of [...[...session.rooms].map((r) => r.name), session.inbox.name]) {
+    for (const name of [...[...session.rooms].map((r) => r.name), session.inboxName]) {
       const feed = this.feeds.get(name);
       if (feed === undefined) continue;
       feed.members.delete(session);
@@ -455,14 +455,14 @@ export class ClusterHub {
         // The addressee's name as they typed it is Redis's to fill in: it goes between a and b.
         const to = nameKey(request.to);
         const m = privateMessage(session.name, ADDRESSEE, request.text);
-        const [a, bCopy] = splitAtAddressee(encodeStoredHead(m, session.inbox.name));
+        const [a, bCopy] = splitAtAddressee(encodeStoredHead(m, session.inboxName));
         const [, bTo] = splitAtAddressee(encodeStoredHead(m, `@${to}`));
         return this.call(
           this.store.private(session.key, to, a, bCopy, bTo, cid),
           (r) => {
             if (r === 'offline') return fail(`${request.to} is not online`);
             if (typeof r === 'string') return notOwner();
-            this.ack(from, request.cid, session.inbox.name, r);
+            this.ack(from, request.cid, session.inboxName, r);
           },
           unavailable,
         );
@@ -551,7 +551,7 @@ export class ClusterHub {
 
   /** The stream a session may read: a room it is in, or its own inbox (`@name`, in any of its forms). */
   private readable(session: Session, name: string): string | undefined {
-    if (name.startsWith('@')) return nameKey(name.slice(1)) === session.key ? session.inbox.name : undefined;
+    if (name.startsWith('@')) return nameKey(name.slice(1)) === session.key ? session.inboxName : undefined;
     return [...session.rooms].some((r) => r.name === name) ? name : undefined;
   }
 

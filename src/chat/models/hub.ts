@@ -356,7 +356,7 @@ export class Hub {
       case 'gauges': {
         let historyMessages = 0;
         for (const room of this.rooms) historyMessages += room.stream.held;
-        for (const session of this.sessions.values()) historyMessages += session.inbox.held;
+        for (const session of this.sessions.values()) historyMessages += session.inboxHeld;
         const counts = { sessions: this.sessions.size, clients: this.clients.size, rooms: this.rooms.size };
         return void q.reply.trySend({ ...counts, historyMessages });
       }

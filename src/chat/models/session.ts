@@ -47,7 +47,17 @@ export class Session {
    * use (a v2 welcome, a private message): a session nobody writes to costs no stream.
    */
   get inbox(): Stream {
-    return (this.privateStream ??= new Stream(`@${this.key}`, this.historySize));
+    return (this.privateStream ??= new Stream(this.inboxName, this.historySize));
+  }
+
+  /** The inbox's stream name, without making the inbox. */
+  get inboxName(): string {
+    return `@${this.key}`;
+  }
+
+  /** Messages the inbox holds, without making it (0 before its first). */
+  get inboxHeld(): number {
+    return this.privateStream?.held ?? 0;
   }
 
   /** The inbox's one member is the session itself. */
